@@ -1,0 +1,1 @@
+"""Control maps computed from data: gaze heatmaps (and, later, edges, lungs, radiomic texture)."""

@@ -1,0 +1,1 @@
+"""Data readers (REFLACX, EGD-CXR, images) and the embedded phantom data set."""

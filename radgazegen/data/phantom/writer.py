@@ -1,0 +1,208 @@
+"""Generate phantom cases and write them as a REFLACX-layout data set.
+
+Layout written (REFLACX's own, plus a ``phantom/`` folder of ground truth that REFLACX lacks)::
+
+    main_data/metadata_phase_{1,2,3}.csv
+    main_data/<id>/{fixations.csv, timestamps_transcription.csv, transcription.txt,
+                    anomaly_location_ellipses.csv, chest_bounding_box.csv}
+    images/<dicom_id>.png                  16-bit grey radiograph
+    phantom/lungs/<dicom_id>.png           lung mask
+    phantom/findings/<dicom_id>_<k>.png    one mask per finding
+    phantom/findings.csv                   id, dicom_id, finding, side, zone, size, sentence, mask
+    phantom/manifest.json                  n, seed, size, generator version, wall time
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from radgazegen import __version__
+from radgazegen.data.images import save_mask_png, save_png16
+from radgazegen.data.phantom.anatomy import Anatomy, AnatomyParams, finish, render_anatomy
+from radgazegen.data.phantom.findings import LABELS_PHASE3, LABELS_PHASE12, Finding, render_finding, sample_finding_types
+from radgazegen.data.phantom.reading import Sentence, compose_report, simulate_reading
+
+DEFAULT_SIZE = (576, 480)
+PHASE_SHARES = (0.2, 0.3, 0.5)  # readings per REFLACX phase
+SPLIT_SHARES = {"train": 0.8, "validate": 0.1, "test": 0.1}
+
+
+@dataclasses.dataclass
+class PhantomCase:
+    """One generated reading: image, anatomy, findings, report and gaze."""
+
+    id: str
+    dicom_id: str
+    subject_id: str
+    phase: int
+    split: str
+    image: np.ndarray
+    anatomy: Anatomy
+    findings: list[Finding]
+    sentences: list[Sentence]
+    fixations: pd.DataFrame
+    words: pd.DataFrame
+    certainties: list[int]
+
+    @property
+    def transcription(self) -> str:
+        return " ".join(s.text for s in self.sentences)
+
+
+def generate_case(seed: np.random.SeedSequence, index: int, size: tuple[int, int] = DEFAULT_SIZE) -> PhantomCase:
+    """Generate case number ``index`` from its own seed sequence (independent of the other cases)."""
+    rng = np.random.default_rng(seed)
+    kinds = sample_finding_types(rng)
+    cardiomegaly = any(k.name == "enlarged cardiac silhouette" for k in kinds)
+    params = AnatomyParams.sample(rng, heart_scale=rng.uniform(1.25, 1.4) if cardiomegaly else rng.uniform(0.9, 1.05))
+    height = int(size[0] + 16 * rng.integers(-1, 2))
+    width = int(round(height * size[1] / size[0] / 8) * 8)
+    anatomy = render_anatomy(rng, (height, width), params)
+    findings = [render_finding(rng, anatomy, kind) for kind in kinds]
+    findings = [f for f in findings if f.mask.any()]
+    image = finish(rng, anatomy.image + sum((f.delta for f in findings), np.zeros_like(anatomy.image)))
+    sentences = compose_report(rng, anatomy, findings)
+    fixations, words = simulate_reading(rng, anatomy, sentences)
+    phase = int(rng.choice([1, 2, 3], p=PHASE_SHARES))
+    split = str(rng.choice(list(SPLIT_SHARES), p=list(SPLIT_SHARES.values())))
+    hex_words = rng.integers(0, 2**32, size=5)
+    return PhantomCase(
+        id=f"P{100 + phase}R{index:06d}",
+        dicom_id="-".join(f"{w:08x}" for w in hex_words),
+        subject_id=str(10_000_000 + int(rng.integers(0, 9_000_000))),
+        phase=phase,
+        split=split,
+        image=image,
+        anatomy=anatomy,
+        findings=findings,
+        sentences=sentences,
+        fixations=fixations,
+        words=words,
+        certainties=[int(rng.integers(3, 6)) for _ in findings],
+    )
+
+
+def generate_phantom(
+    out_dir: str | Path, n: int = 100, seed: int = 0, size: tuple[int, int] = DEFAULT_SIZE, *, progress: bool = True
+) -> Path:
+    """Write ``n`` phantom readings to ``out_dir`` in the REFLACX layout; returns ``out_dir``.
+
+    Deterministic for ``(n, seed, size)``; case ``k`` is the same whatever ``n`` is. The data set is
+    written into a temporary sibling folder and renamed into place, so an interrupted run leaves
+    no partial data set. An existing ``out_dir`` is replaced.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        rows: dict[int, list[dict]] = {1: [], 2: [], 3: []}
+        truth: list[dict] = []
+        seeds = np.random.SeedSequence(seed).spawn(n)
+        for index in tqdm(range(n), desc="phantom cases", unit="case", disable=not progress):
+            case = generate_case(seeds[index], index, size)
+            rows[case.phase].append(_write_case(staging, case, truth))
+        for phase, labels in ((1, LABELS_PHASE12), (2, LABELS_PHASE12), (3, LABELS_PHASE3)):
+            columns = ["id", "split", "eye_tracking_data_discarded", "image", "dicom_id", "subject_id", "image_size_x", "image_size_y", *labels]
+            frame = pd.DataFrame(rows[phase], columns=columns)
+            fill = False if phase == 3 else 0
+            frame[list(labels)] = frame[list(labels)].fillna(fill).astype(bool if phase == 3 else int)
+            frame.to_csv(staging / "main_data" / f"metadata_phase_{phase}.csv", index=False)
+        pd.DataFrame(truth).to_csv(staging / "phantom" / "findings.csv", index=False)
+        manifest = {
+            "generator": "radgazegen.data.phantom",
+            "version": __version__,
+            "n": n,
+            "seed": seed,
+            "size": list(size),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        (staging / "phantom" / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out_dir
+
+
+def phantom_manifest(folder: str | Path) -> dict | None:
+    """The manifest of a phantom data set, or ``None`` if ``folder`` holds none."""
+    path = Path(folder) / "phantom" / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _write_case(root: Path, case: PhantomCase, truth: list[dict]) -> dict:
+    folder = root / "main_data" / case.id
+    folder.mkdir(parents=True)
+    height, width = case.image.shape
+    save_png16(root / "images" / f"{case.dicom_id}.png", case.image)
+    save_mask_png(root / "phantom" / "lungs" / f"{case.dicom_id}.png", case.anatomy.lung_mask)
+    case.fixations.to_csv(folder / "fixations.csv", index=False)
+    case.words.to_csv(folder / "timestamps_transcription.csv", index=False)
+    (folder / "transcription.txt").write_text(case.transcription + "\n", encoding="utf-8")
+    labels = LABELS_PHASE3 if case.phase == 3 else LABELS_PHASE12
+    ellipses = []
+    row: dict = {
+        "id": case.id,
+        "split": case.split,
+        "eye_tracking_data_discarded": False,
+        "image": f"images/{case.dicom_id}.png",
+        "dicom_id": case.dicom_id,
+        "subject_id": case.subject_id,
+        "image_size_x": width,
+        "image_size_y": height,
+    }
+    for k, (finding, certainty) in enumerate(zip(case.findings, case.certainties, strict=True)):
+        label = finding.kind.label_phase3 if case.phase == 3 else finding.kind.label_phase12
+        rows_, cols = np.nonzero(finding.mask)
+        pad_x, pad_y = 0.08 * (np.ptp(cols) + 1), 0.08 * (np.ptp(rows_) + 1)
+        ellipses.append(
+            {
+                "xmin": round(max(cols.min() - pad_x, 0), 1),
+                "ymin": round(max(rows_.min() - pad_y, 0), 1),
+                "xmax": round(min(cols.max() + 1 + pad_x, width), 1),
+                "ymax": round(min(rows_.max() + 1 + pad_y, height), 1),
+                "certainty": certainty,
+                **{name: name == label for name in labels},
+            }
+        )
+        row[label] = True if case.phase == 3 else max(int(row.get(label, 0)), certainty)
+        mask_name = f"{case.dicom_id}_{k}.png"
+        save_mask_png(root / "phantom" / "findings" / mask_name, finding.mask)
+        sentence = next(i for i, s in enumerate(case.sentences) if s.finding == finding.kind.name and s.target is finding.mask)
+        truth.append(
+            {
+                "id": case.id,
+                "dicom_id": case.dicom_id,
+                "finding": finding.kind.name,
+                "label": label,
+                "side": finding.side,
+                "zone": finding.zone,
+                "size": finding.size,
+                "sentence": sentence,
+                "area_fraction": round(float(finding.mask.mean()), 6),
+                "mask": f"phantom/findings/{mask_name}",
+            }
+        )
+    pd.DataFrame(ellipses, columns=["xmin", "ymin", "xmax", "ymax", "certainty", *labels]).to_csv(
+        folder / "anomaly_location_ellipses.csv", index=False
+    )
+    chest = case.anatomy.lung_mask | case.anatomy.heart
+    rows_, cols = np.nonzero(chest)
+    pd.DataFrame(
+        [{"xmin": cols.min(), "ymin": rows_.min(), "xmax": cols.max() + 1, "ymax": rows_.max() + 1}]
+    ).to_csv(folder / "chest_bounding_box.csv", index=False)
+    return row

@@ -1,0 +1,311 @@
+"""Reader for the REFLACX data set (eye tracking, transcriptions and annotations on MIMIC-CXR).
+
+Layout (PhysioNet ``reflacx-xray-localization``)::
+
+    main_data/metadata_phase_{1,2,3}.csv
+    main_data/<id>/fixations.csv
+    main_data/<id>/timestamps_transcription.csv
+    main_data/<id>/transcription.txt
+    main_data/<id>/anomaly_location_ellipses.csv
+    main_data/<id>/chest_bounding_box.csv
+
+Label columns differ between phases (phases 1-2 hold certainties 0-5, phase 3 another label set),
+so labels are whatever columns of a metadata file are not in :data:`METADATA_COLUMNS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from radgazegen.data.tables import ColumnKind, check_order, read_table
+from radgazegen.errors import DataFormatError
+
+METADATA_COLUMNS: dict[str, ColumnKind] = {
+    "id": "str",
+    "split": "str",
+    "eye_tracking_data_discarded": "bool",
+    "image": "str",
+    "dicom_id": "str",
+    "subject_id": "str",
+    "image_size_x": "int",
+    "image_size_y": "int",
+}
+
+SHOWN_RECT_COLUMNS = ("xmin_shown_from_image", "ymin_shown_from_image", "xmax_shown_from_image", "ymax_shown_from_image")
+SCREEN_RECT_COLUMNS = (
+    "xmin_in_screen_coordinates",
+    "ymin_in_screen_coordinates",
+    "xmax_in_screen_coordinates",
+    "ymax_in_screen_coordinates",
+)
+FIXATION_COLUMNS: dict[str, ColumnKind] = {
+    "timestamp_start_fixation": "float",
+    "timestamp_end_fixation": "float",
+    "x_position": "float",
+    "y_position": "float",
+    "pupil_area_normalized": "float",
+    "angular_resolution_x_pixels_per_degree": "float",
+    "angular_resolution_y_pixels_per_degree": "float",
+    "window_width": "float",
+    "window_level": "float",
+    **{c: "float" for c in SHOWN_RECT_COLUMNS},
+    **{c: "float" for c in SCREEN_RECT_COLUMNS},
+}
+WORD_COLUMNS: dict[str, ColumnKind] = {"word": "str", "timestamp_start_word": "float", "timestamp_end_word": "float"}
+BOX_COLUMNS: dict[str, ColumnKind] = {"xmin": "float", "ymin": "float", "xmax": "float", "ymax": "float"}
+ELLIPSE_COLUMNS: dict[str, ColumnKind] = {**BOX_COLUMNS, "certainty": "int"}
+
+
+class DroppedFixationsWarning(UserWarning):
+    """Fixations fell outside the image or the rectangle shown on screen and were dropped."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DroppedFixations:
+    """How many fixations a filter removed, and why (a fixation outside both counts once, as outside shown)."""
+
+    outside_shown: int = 0
+    outside_image: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.outside_shown + self.outside_image
+
+
+def filter_fixations(
+    fixations: pd.DataFrame, image_shape: tuple[int, int] | None = None, *, source: str = "fixations"
+) -> pd.DataFrame:
+    """Drop fixations outside the shown rectangle or (when ``image_shape`` is given) outside the image.
+
+    The count of dropped fixations is added to ``result.attrs["dropped"]`` (a
+    :class:`DroppedFixations`) and reported with a :class:`DroppedFixationsWarning`.
+    """
+    x, y = fixations["x_position"], fixations["y_position"]
+    inside_shown = (
+        (x >= fixations["xmin_shown_from_image"])
+        & (x <= fixations["xmax_shown_from_image"])
+        & (y >= fixations["ymin_shown_from_image"])
+        & (y <= fixations["ymax_shown_from_image"])
+    )
+    inside_image = pd.Series(True, index=fixations.index)
+    if image_shape is not None:
+        height, width = image_shape
+        inside_image = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
+    previous = fixations.attrs.get("dropped", DroppedFixations())
+    dropped = DroppedFixations(
+        outside_shown=previous.outside_shown + int((~inside_shown).sum()),
+        outside_image=previous.outside_image + int((inside_shown & ~inside_image).sum()),
+    )
+    kept = fixations[inside_shown & inside_image].reset_index(drop=True)
+    kept.attrs = {**fixations.attrs, "dropped": dropped}
+    newly = dropped.total - previous.total
+    if newly:
+        warnings.warn(
+            f"{source}: dropped {newly} of {len(fixations)} fixation(s) "
+            f"({dropped.outside_shown - previous.outside_shown} outside the shown rectangle, "
+            f"{dropped.outside_image - previous.outside_image} outside the image)",
+            DroppedFixationsWarning,
+            stacklevel=2,
+        )
+    return kept
+
+
+def read_fixations(path: str | Path, image_shape: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Read a REFLACX ``fixations.csv``: validated, sorted by start time, out-of-view fixations dropped.
+
+    Timestamps are seconds from the start of the reading, positions are image pixels (x = column,
+    y = row). ``image_shape`` = (height, width) also drops fixations outside the image; how many
+    were dropped is in ``result.attrs["dropped"]``.
+    """
+    path = Path(path)
+    fixations = read_table(path, FIXATION_COLUMNS, allow_empty=True)
+    check_order(path, fixations, "timestamp_start_fixation", "timestamp_end_fixation")
+    for low, high in (SHOWN_RECT_COLUMNS[0::2], SHOWN_RECT_COLUMNS[1::2]):
+        check_order(path, fixations, low, high)
+    for column in ("angular_resolution_x_pixels_per_degree", "angular_resolution_y_pixels_per_degree"):
+        bad = fixations[column] <= 0
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+            raise DataFormatError(path, f"'{column}' must be positive", row=row)
+    fixations = fixations.sort_values("timestamp_start_fixation", kind="stable").reset_index(drop=True)
+    fixations.attrs["source"] = str(path)
+    return filter_fixations(fixations, image_shape, source=str(path))
+
+
+def read_words(path: str | Path) -> pd.DataFrame:
+    """Read ``timestamps_transcription.csv``: one spoken word per row with start and end seconds."""
+    path = Path(path)
+    words = read_table(path, WORD_COLUMNS, allow_empty=True)
+    check_order(path, words, "timestamp_start_word", "timestamp_end_word")
+    return words
+
+
+def read_ellipses(path: str | Path) -> pd.DataFrame:
+    """Read ``anomaly_location_ellipses.csv``: bounding boxes of ellipses, certainty, one bool column per label."""
+    path = Path(path)
+    header = read_table(path, ELLIPSE_COLUMNS, allow_empty=True)
+    labels = [c for c in header.columns if c not in ELLIPSE_COLUMNS]
+    ellipses = read_table(path, {**ELLIPSE_COLUMNS, **{c: "bool" for c in labels}}, allow_empty=True)
+    for low, high in (("xmin", "xmax"), ("ymin", "ymax")):
+        check_order(path, ellipses, low, high)
+    return ellipses
+
+
+def read_chest_box(path: str | Path) -> tuple[float, float, float, float]:
+    """Read ``chest_bounding_box.csv`` as (xmin, ymin, xmax, ymax) in image pixels."""
+    path = Path(path)
+    box = read_table(path, BOX_COLUMNS)
+    check_order(path, box, "xmin", "xmax")
+    check_order(path, box, "ymin", "ymax")
+    first = box.iloc[0]
+    return (float(first["xmin"]), float(first["ymin"]), float(first["xmax"]), float(first["ymax"]))
+
+
+def read_metadata(path: str | Path) -> pd.DataFrame:
+    """Read one ``metadata_phase_N.csv``; label columns are parsed as certainties (int) or booleans."""
+    path = Path(path)
+    frame = read_table(path, METADATA_COLUMNS)
+    kinds = {label: _label_kind(frame[label]) for label in label_columns(frame)}
+    frame = read_table(path, {**METADATA_COLUMNS, **kinds})
+    duplicated = frame["id"].duplicated()
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated.to_numpy())[0]) + 1
+        raise DataFormatError(path, f"duplicate id {frame['id'].iloc[row - 1]!r}", row=row)
+    for size in ("image_size_x", "image_size_y"):
+        bad = frame[size] <= 0
+        if bad.any():
+            raise DataFormatError(path, f"'{size}' must be positive", row=int(np.flatnonzero(bad.to_numpy())[0]) + 1)
+    return frame
+
+
+def label_columns(metadata: pd.DataFrame) -> list[str]:
+    """The label columns of a metadata table (everything that is not a fixed metadata column)."""
+    return [c for c in metadata.columns if c not in METADATA_COLUMNS and c != "phase"]
+
+
+def _label_kind(values: pd.Series) -> ColumnKind:
+    lowered = set(values.str.strip().str.lower()) - {""}
+    return "bool" if lowered and lowered <= {"true", "false"} else "int"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReflacxCase:
+    """One reading (one radiologist, one image) of a REFLACX data set; files are read on access."""
+
+    id: str
+    folder: Path
+    image_path: Path
+    image_shape: tuple[int, int]
+    phase: int
+    split: str
+    dicom_id: str
+    labels: dict[str, int | bool]
+
+    def fixations(self, *, drop_outside_image: bool = True) -> pd.DataFrame:
+        """Validated fixations; out-of-view fixations dropped and counted in ``attrs["dropped"]``."""
+        return read_fixations(self.folder / "fixations.csv", self.image_shape if drop_outside_image else None)
+
+    def words(self) -> pd.DataFrame:
+        return read_words(self.folder / "timestamps_transcription.csv")
+
+    def transcription(self) -> str:
+        path = self.folder / "transcription.txt"
+        if not path.is_file():
+            raise DataFormatError(path, "file not found")
+        return path.read_text(encoding="utf-8").strip()
+
+    def ellipses(self) -> pd.DataFrame:
+        return read_ellipses(self.folder / "anomaly_location_ellipses.csv")
+
+    def chest_box(self) -> tuple[float, float, float, float]:
+        return read_chest_box(self.folder / "chest_bounding_box.csv")
+
+    def positive_labels(self, min_certainty: int = 1) -> list[str]:
+        """Labels present in this reading (certainty >= ``min_certainty``, or True)."""
+        return [k for k, v in self.labels.items() if (v is True) or (not isinstance(v, bool) and v >= min_certainty)]
+
+
+class ReflacxDataset:
+    """All readings of a REFLACX folder (any of the three phases present).
+
+    ``images_root`` is where the MIMIC-CXR images live (the metadata ``image`` column is resolved
+    relative to it, then relative to the data set folder, where the phantom keeps its images).
+    Readings whose eye-tracking data was discarded are skipped unless ``include_discarded``.
+    """
+
+    def __init__(
+        self, root: str | Path, images_root: str | Path | None = None, *, include_discarded: bool = False
+    ) -> None:
+        self.root = Path(root)
+        self.images_root = Path(images_root) if images_root is not None else None
+        main = self.root / "main_data"
+        files = sorted(main.glob("metadata_phase_*.csv"))
+        if not files:
+            raise DataFormatError(main, "no metadata_phase_*.csv file: not a REFLACX main_data folder")
+        tables = []
+        for path in files:
+            table = read_metadata(path)
+            table.insert(0, "phase", int(path.stem.rsplit("_", 1)[-1]))
+            tables.append(table)
+        metadata = pd.concat(tables, ignore_index=True)
+        if not include_discarded:
+            metadata = metadata[~metadata["eye_tracking_data_discarded"]].reset_index(drop=True)
+        self.metadata = metadata
+        self.metadata_files = files
+        self._labels_by_phase = {t["phase"].iloc[0]: label_columns(t) for t in tables}
+
+    def __len__(self) -> int:
+        return len(self.metadata)
+
+    @cached_property
+    def ids(self) -> list[str]:
+        return list(self.metadata["id"])
+
+    def labels(self, phase: int) -> list[str]:
+        """The label names of one phase, in file order."""
+        return list(self._labels_by_phase[phase])
+
+    def case(self, case_id: str) -> ReflacxCase:
+        """One reading by its REFLACX id; raises ``KeyError`` naming the id and the files searched."""
+        rows = self.metadata.index[self.metadata["id"] == case_id]
+        if len(rows) == 0:
+            names = ", ".join(str(p) for p in self.metadata_files)
+            raise KeyError(f"unknown REFLACX id {case_id!r}: not in {names}")
+        row = self.metadata.loc[rows[0]]
+        phase = int(row["phase"])
+        labels = {k: (bool(row[k]) if isinstance(row[k], (bool, np.bool_)) else int(row[k])) for k in self._labels_by_phase[phase]}
+        return ReflacxCase(
+            id=case_id,
+            folder=self.root / "main_data" / case_id,
+            image_path=self.resolve_image(str(row["image"])),
+            image_shape=(int(row["image_size_y"]), int(row["image_size_x"])),
+            phase=phase,
+            split=str(row["split"]),
+            dicom_id=str(row["dicom_id"]),
+            labels=labels,
+        )
+
+    def __iter__(self):
+        return (self.case(i) for i in self.ids)
+
+    def resolve_image(self, image: str) -> Path:
+        """Find the file for a metadata ``image`` entry; raises naming every place looked."""
+        relative = Path(image)
+        candidates = []
+        if self.images_root is not None:
+            candidates.append(self.images_root / relative)
+            parts = relative.parts
+            if "files" in parts:  # physionet.org/files/mimic-cxr/2.0.0/files/p10/... -> files/p10/...
+                tail = Path(*parts[len(parts) - parts[::-1].index("files") - 1 :])
+                candidates += [self.images_root / tail, self.images_root / tail.with_suffix(".jpg")]
+        candidates.append(self.root / relative)
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+        raise DataFormatError(candidates[0], f"image {image!r} not found (looked in {[str(c) for c in candidates]})")

@@ -1,0 +1,81 @@
+"""Validated CSV reading: every problem is reported with the file, the row and the column."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from radgazegen.errors import DataFormatError
+
+ColumnKind = Literal["float", "int", "str", "bool"]
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def read_table(path: str | Path, columns: Mapping[str, ColumnKind], *, allow_empty: bool = False) -> pd.DataFrame:
+    """Read a CSV file and check that ``columns`` are present and hold values of their kind.
+
+    Extra columns are kept as read. Numeric columns come back as float64 / int64, ``bool`` columns
+    as Python booleans. Raises :class:`DataFormatError` naming the file, row (1-based, header not
+    counted) and column of the first bad value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(path, "file not found")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataFormatError(path, "file is empty (no header line)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise DataFormatError(path, f"not a readable CSV file ({err})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataFormatError(path, f"missing column(s) {missing}; found {list(frame.columns)}")
+    if frame.empty and not allow_empty:
+        raise DataFormatError(path, "no data rows")
+    for name, kind in columns.items():
+        frame[name] = _convert(path, frame[name], name, kind)
+    return frame
+
+
+def _convert(path: Path, values: pd.Series, name: str, kind: ColumnKind) -> pd.Series:
+    stripped = values.str.strip()
+    if kind == "str":
+        return stripped
+    if kind == "bool":
+        lowered = stripped.str.lower()
+        bad = ~lowered.isin(_TRUE | _FALSE)
+        _raise_first(path, bad, stripped, name, "is not a boolean (True/False)")
+        return lowered.isin(_TRUE)
+    numbers = pd.to_numeric(stripped, errors="coerce")
+    _raise_first(path, numbers.isna() & (stripped != ""), stripped, name, "is not a number")
+    _raise_first(path, stripped == "", stripped, name, "is empty")
+    _raise_first(path, ~np.isfinite(numbers.to_numpy(dtype=float)), stripped, name, "is not finite")
+    if kind == "int":
+        _raise_first(path, numbers != np.round(numbers), stripped, name, "is not an integer")
+        return numbers.astype(np.int64)
+    return numbers.astype(np.float64)
+
+
+def _raise_first(path: Path, bad: pd.Series, raw: pd.Series, name: str, problem: str) -> None:
+    if bad.any():
+        position = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataFormatError(path, f"column '{name}' value {raw.iloc[position]!r} {problem}", row=position + 1)
+
+
+def check_order(path: Path, frame: pd.DataFrame, start: str, end: str) -> None:
+    """Raise if any row has ``frame[end] < frame[start]`` (an interval that ends before it starts)."""
+    bad = frame[end] < frame[start]
+    if bad.any():
+        position = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataFormatError(
+            path,
+            f"'{end}' ({frame[end].iloc[position]}) is before '{start}' ({frame[start].iloc[position]})",
+            row=position + 1,
+        )

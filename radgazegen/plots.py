@@ -1,0 +1,81 @@
+"""Figures the book shows: scan paths, heatmap overlays, annotated ellipses, reading timelines."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.patches import Ellipse
+
+from radgazegen.controls.resample import area_resample
+
+
+def show_image(ax: Axes, image: np.ndarray, title: str | None = None) -> None:
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def show_scanpath(ax: Axes, image: np.ndarray, fixations: pd.DataFrame, title: str | None = None) -> None:
+    """Fixations as circles (area ~ duration, colour = time) joined in reading order."""
+    show_image(ax, image, title)
+    duration = (fixations["timestamp_end_fixation"] - fixations["timestamp_start_fixation"]).to_numpy()
+    x, y = fixations["x_position"].to_numpy(), fixations["y_position"].to_numpy()
+    ax.plot(x, y, color="white", linewidth=0.5, alpha=0.5)
+    points = ax.scatter(x, y, s=400 * duration, c=fixations["timestamp_start_fixation"], cmap="viridis", alpha=0.75, edgecolors="white", linewidths=0.4)
+    plt.colorbar(points, ax=ax, fraction=0.046, pad=0.02, label="time (s)")
+
+
+def show_overlay(ax: Axes, image: np.ndarray, heatmap: np.ndarray, title: str | None = None, alpha: float = 0.55) -> None:
+    """A heatmap (any resolution) over the image, stretched to the image's extent."""
+    show_image(ax, image, title)
+    height, width = image.shape
+    masked = np.ma.masked_less_equal(heatmap, heatmap.max() * 0.02)
+    ax.imshow(masked, cmap="inferno", alpha=alpha, extent=(0, width, height, 0), interpolation="bilinear")
+
+
+def draw_ellipses(ax: Axes, ellipses: pd.DataFrame, scale: tuple[float, float] = (1.0, 1.0), color: str = "cyan") -> None:
+    """Outline the ellipses inscribed in each (xmin, ymin, xmax, ymax) box; ``scale`` = (sy, sx)."""
+    sy, sx = scale
+    for xmin, ymin, xmax, ymax in ellipses[["xmin", "ymin", "xmax", "ymax"]].itertuples(index=False):
+        ax.add_patch(
+            Ellipse(((xmin + xmax) / 2 * sx, (ymin + ymax) / 2 * sy), (xmax - xmin) * sx, (ymax - ymin) * sy, fill=False, edgecolor=color, linewidth=1.2)
+        )
+
+
+def reading_timeline(
+    image: np.ndarray, fixations: pd.DataFrame, words: pd.DataFrame, times: list[float], out_shape: tuple[int, int]
+) -> plt.Figure:
+    """Static frames of the accumulated gaze at several reading times, with the words spoken so far."""
+    from radgazegen.controls.gaze import fixation_heatmap
+
+    figure, axes = plt.subplots(1, len(times), figsize=(3 * len(times), 3.6))
+    for ax, t in zip(np.atleast_1d(axes), times, strict=True):
+        seen = fixations[fixations["timestamp_start_fixation"] <= t]
+        spoken = " ".join(w for w in words.loc[words["timestamp_end_word"] <= t, "word"] if w != ".")
+        if len(seen) and (seen["timestamp_end_fixation"] > seen["timestamp_start_fixation"]).any():
+            show_overlay(ax, image, fixation_heatmap(seen, image.shape, out_shape))
+        else:
+            show_image(ax, image)
+        ax.set_title(f"t = {t:.1f} s", fontsize=9)
+        ax.text(0.5, -0.04, _wrap(spoken[-90:]), transform=ax.transAxes, ha="center", va="top", fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def _wrap(text: str, width: int = 38) -> str:
+    lines, line = [], ""
+    for word in text.split():
+        if len(line) + len(word) + 1 > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "\n".join([*lines, line])
+
+
+def downsample_image(image: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
+    """Area-average an image to ``out_shape`` (for showing a control-resolution view)."""
+    return area_resample(image, out_shape, mean=True)

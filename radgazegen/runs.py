@@ -1,0 +1,63 @@
+"""Run directories (``runs/<preset>/...``) and their JSON manifest of what produced each artefact."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from radgazegen.data.phantom import generate_phantom, phantom_manifest
+from radgazegen.data.reflacx import ReflacxDataset
+from radgazegen.io import write_json_atomic
+from radgazegen.presets import Preset
+
+_TRACKED_PACKAGES = ("radgazegen", "torch", "numpy", "pandas", "scipy", "diffusers", "papermill", "jupyter-book")
+
+
+def run_dir_for(preset: Preset, run_dir: str | Path | None = None) -> Path:
+    """``run_dir`` if given, else ``runs/<preset>`` in the current directory."""
+    return Path(run_dir) if run_dir else Path("runs") / preset.name
+
+
+def versions() -> dict[str, str]:
+    """Python, platform and the versions of the packages that shape results."""
+    found = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in _TRACKED_PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def record(run_dir: str | Path, section: str, key: str, entry: dict[str, Any]) -> None:
+    """Set ``manifest[section][key] = entry`` in ``<run_dir>/manifest.json`` (atomic rewrite)."""
+    manifest = read_manifest(run_dir)
+    manifest.setdefault(section, {})[key] = entry
+    write_json_atomic(Path(run_dir) / "manifest.json", manifest)
+
+
+def prepare_dataset(
+    preset: Preset, data_dir: str | Path | None = None, run_dir: str | Path | None = None, images_dir: str | Path | None = None
+) -> ReflacxDataset:
+    """The data set a notebook works on: real REFLACX at ``data_dir``, else the preset's phantom.
+
+    The phantom lives in ``<run_dir>/dataset`` and is generated only when missing or made with
+    other settings (its manifest records n, seed and size).
+    """
+    if data_dir:
+        return ReflacxDataset(data_dir, images_dir or None)
+    folder = run_dir_for(preset, run_dir) / "dataset"
+    wanted = {"n": preset.phantom_cases, "seed": preset.seed, "size": list(preset.phantom_size)}
+    existing = phantom_manifest(folder)
+    if existing is None or any(existing.get(k) != v for k, v in wanted.items()):
+        generate_phantom(folder, n=preset.phantom_cases, seed=preset.seed, size=preset.phantom_size)
+    return ReflacxDataset(folder)
