@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from radgazegen import __version__
 from radgazegen.io import atomic_path
 from radgazegen.presets import Preset
-from radgazegen.runs import record, run_dir_for, versions
+from radgazegen.runs import prepare_dataset, record, run_dir_for, versions
 
 CHAPTERS_DIR = Path("book") / "chapters"
 NOTEBOOKS_DIR = Path("notebooks")
@@ -104,6 +104,7 @@ def execute_notebooks(
         run_dir = root / run_dir
     executed_dir = root / (executed_dir or CHAPTERS_DIR)
     parameters = notebook_parameters(preset, data_dir, images_dir, run_dir)
+    prepare_dataset(preset, data_dir, run_dir, images_dir)  # generate the phantom / validate real data once, up front
     names = [n for n in chapter_notebooks(root) if only is None or n in only]
     status: dict[str, str] = {}
     bar = tqdm(names, desc=f"notebooks ({preset.name})", unit="nb", disable=not progress)
@@ -161,6 +162,10 @@ def _stamp(path: Path, entry: dict) -> None:
     """Store the run entry in the notebook metadata and show it under the chapter title."""
     notebook = nbformat.read(path, as_version=4)
     notebook.metadata["radgazegen"] = entry
+    for cell in notebook.cells:
+        tags = cell.metadata.get("tags", [])
+        if {"parameters", "injected-parameters"} & set(tags) and "hide-input" not in tags:
+            cell.metadata["tags"] = [*tags, "hide-input"]
     shown = entry["versions"]
     info = (
         ":::{admonition} Run information\n:class: note\n"

@@ -1,7 +1,9 @@
-"""Exceptions raised on bad input: each names the file, the row (when there is one) and the problem."""
+"""Exceptions raised on bad input (each names the file, the row and the problem) and argument checks."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from numbers import Integral
 from pathlib import Path
 
 
@@ -18,3 +20,10 @@ class DataFormatError(ValueError):
         self.problem = problem
         where = f"{self.path}" + (f", row {row}" if row is not None else "")
         super().__init__(f"{where}: {problem}")
+
+
+def check_shape(shape: Sequence[int], name: str) -> tuple[int, int]:
+    """``shape`` as a (height, width) pair of positive integers, else a ``ValueError`` naming it."""
+    if len(shape) != 2 or not all(isinstance(n, Integral) and n > 0 for n in shape):
+        raise ValueError(f"{name} must be (height, width) with two positive integers, got {tuple(shape)!r}")
+    return int(shape[0]), int(shape[1])

@@ -32,8 +32,10 @@ def show_overlay(ax: Axes, image: np.ndarray, heatmap: np.ndarray, title: str | 
     """A heatmap (any resolution) over the image, stretched to the image's extent."""
     show_image(ax, image, title)
     height, width = image.shape
-    masked = np.ma.masked_less_equal(heatmap, heatmap.max() * 0.02)
-    ax.imshow(masked, cmap="inferno", alpha=alpha, extent=(0, width, height, 0), interpolation="bilinear")
+    level = np.asarray(heatmap, dtype=float) / max(float(np.max(heatmap)), 1e-300)
+    colours = plt.get_cmap("inferno")(level)
+    colours[..., 3] = alpha * np.sqrt(level)  # transparent where there is no gaze
+    ax.imshow(colours, extent=(0, width, height, 0), interpolation="bilinear")
 
 
 def draw_ellipses(ax: Axes, ellipses: pd.DataFrame, scale: tuple[float, float] = (1.0, 1.0), color: str = "cyan") -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -31,13 +32,14 @@ import pandas as pd
 import torch
 from scipy import ndimage
 
-from radgazegen.data.reflacx import filter_fixations
+from radgazegen.data.reflacx import SHOWN_RECT_COLUMNS, DroppedFixationsWarning, filter_fixations
+from radgazegen.errors import check_shape
 
 #: Seconds before a phrase starts and after it ends during which fixations count for it.
 #: Gaze leads speech by about a second (the eye-voice span).
 DEFAULT_WINDOW = (1.5, 0.5)
 _MAX_CHUNK_ELEMENTS = 2**24
-_NEGATION = re.compile(r"^(no|without)\b|\b(no|not|without|negative for)\b", re.IGNORECASE)
+_NEGATION = re.compile(r"\b(no|not|without|negative for)\b", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +120,7 @@ def reflacx_batch(
             else (f["timestamp_end_fixation"] - f["timestamp_start_fixation"]).to_numpy(np.float64)
         )
         height, width = image_shapes[i]
-        rect = np.round(f[["xmin_shown_from_image", "ymin_shown_from_image", "xmax_shown_from_image", "ymax_shown_from_image"]].to_numpy(np.float64))
+        rect = np.round(f[list(SHOWN_RECT_COLUMNS)].to_numpy(np.float64))
         arrays[i]["rects"] = np.clip(rect, 0, [width, height, width, height])
     return _pack(arrays, image_shapes, device, dtype)
 
@@ -137,6 +139,8 @@ def egd_batch(
         x, y = f["X_ORIGINAL"].to_numpy(np.float64), f["Y_ORIGINAL"].to_numpy(np.float64)
         inside = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
         count = int(inside.sum())
+        if count < len(x):
+            warnings.warn(f"EGD-CXR fixations: dropped {len(x) - count} of {len(x)} outside the image", DroppedFixationsWarning, stacklevel=3)
         arrays.append(
             {
                 "x": x[inside],
@@ -166,6 +170,8 @@ def render_batch(batch: GazeBatch, out_shape: tuple[int, int] | None) -> torch.T
 
     Without ``out_shape`` every case must have the same image shape (full-resolution maps).
     """
+    if out_shape is not None:
+        check_shape(out_shape, "out_shape")
     shapes = batch.shapes
     if out_shape is None:
         if not bool((shapes == shapes[0]).all()):
@@ -215,7 +221,7 @@ def _pack(arrays: list[dict[str, np.ndarray]], image_shapes: Sequence[tuple[int,
     rects = np.zeros((len(arrays), count, 4))
     for i, a in enumerate(arrays):
         rects[i, : len(a["rects"])] = a["rects"]
-    shapes = torch.as_tensor(np.asarray(image_shapes, dtype=np.int64).reshape(-1, 2), device=device)
+    shapes = torch.as_tensor([check_shape(s, "image_shape") for s in image_shapes], dtype=torch.int64, device=device).reshape(-1, 2)
     return GazeBatch(rects=torch.as_tensor(rects, dtype=dtype, device=device), shapes=shapes, **padded)
 
 

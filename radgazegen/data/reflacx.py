@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from radgazegen.data.tables import ColumnKind, check_order, read_table
-from radgazegen.errors import DataFormatError
+from radgazegen.errors import DataFormatError, check_shape
 
 METADATA_COLUMNS: dict[str, ColumnKind] = {
     "id": "str",
@@ -86,6 +86,9 @@ def filter_fixations(
     The count of dropped fixations is added to ``result.attrs["dropped"]`` (a
     :class:`DroppedFixations`) and reported with a :class:`DroppedFixationsWarning`.
     """
+    missing = [c for c in ("x_position", "y_position", *SHOWN_RECT_COLUMNS) if c not in fixations.columns]
+    if missing:
+        raise ValueError(f"{source}: missing fixation column(s) {missing}")
     x, y = fixations["x_position"], fixations["y_position"]
     inside_shown = (
         (x >= fixations["xmin_shown_from_image"])
@@ -95,7 +98,7 @@ def filter_fixations(
     )
     inside_image = pd.Series(True, index=fixations.index)
     if image_shape is not None:
-        height, width = image_shape
+        height, width = check_shape(image_shape, "image_shape")
         inside_image = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
     previous = fixations.attrs.get("dropped", DroppedFixations())
     dropped = DroppedFixations(
@@ -170,9 +173,9 @@ def read_chest_box(path: str | Path) -> tuple[float, float, float, float]:
 def read_metadata(path: str | Path) -> pd.DataFrame:
     """Read one ``metadata_phase_N.csv``; label columns are parsed as certainties (int) or booleans."""
     path = Path(path)
-    frame = read_table(path, METADATA_COLUMNS)
+    frame = read_table(path, METADATA_COLUMNS, allow_empty=True)
     kinds = {label: _label_kind(frame[label]) for label in label_columns(frame)}
-    frame = read_table(path, {**METADATA_COLUMNS, **kinds})
+    frame = read_table(path, {**METADATA_COLUMNS, **kinds}, allow_empty=True)
     duplicated = frame["id"].duplicated()
     if duplicated.any():
         row = int(np.flatnonzero(duplicated.to_numpy())[0]) + 1
@@ -249,16 +252,18 @@ class ReflacxDataset:
         if not files:
             raise DataFormatError(main, "no metadata_phase_*.csv file: not a REFLACX main_data folder")
         tables = []
+        self._labels_by_phase: dict[int, list[str]] = {}
         for path in files:
             table = read_metadata(path)
-            table.insert(0, "phase", int(path.stem.rsplit("_", 1)[-1]))
+            phase = int(path.stem.rsplit("_", 1)[-1])
+            table.insert(0, "phase", phase)
             tables.append(table)
+            self._labels_by_phase[phase] = label_columns(table)
         metadata = pd.concat(tables, ignore_index=True)
         if not include_discarded:
             metadata = metadata[~metadata["eye_tracking_data_discarded"]].reset_index(drop=True)
         self.metadata = metadata
         self.metadata_files = files
-        self._labels_by_phase = {t["phase"].iloc[0]: label_columns(t) for t in tables}
 
     def __len__(self) -> int:
         return len(self.metadata)

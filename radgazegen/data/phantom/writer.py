@@ -115,10 +115,7 @@ def generate_phantom(
             rows[case.phase].append(_write_case(staging, case, truth))
         for phase, labels in ((1, LABELS_PHASE12), (2, LABELS_PHASE12), (3, LABELS_PHASE3)):
             columns = ["id", "split", "eye_tracking_data_discarded", "image", "dicom_id", "subject_id", "image_size_x", "image_size_y", *labels]
-            frame = pd.DataFrame(rows[phase], columns=columns)
-            fill = False if phase == 3 else 0
-            frame[list(labels)] = frame[list(labels)].fillna(fill).astype(bool if phase == 3 else int)
-            frame.to_csv(staging / "main_data" / f"metadata_phase_{phase}.csv", index=False)
+            pd.DataFrame(rows[phase], columns=columns).to_csv(staging / "main_data" / f"metadata_phase_{phase}.csv", index=False)
         pd.DataFrame(truth).to_csv(staging / "phantom" / "findings.csv", index=False)
         manifest = {
             "generator": "radgazegen.data.phantom",
@@ -164,6 +161,7 @@ def _write_case(root: Path, case: PhantomCase, truth: list[dict]) -> dict:
         "subject_id": case.subject_id,
         "image_size_x": width,
         "image_size_y": height,
+        **{name: False if case.phase == 3 else 0 for name in labels},
     }
     for k, (finding, certainty) in enumerate(zip(case.findings, case.certainties, strict=True)):
         label = finding.kind.label_phase3 if case.phase == 3 else finding.kind.label_phase12
@@ -179,7 +177,7 @@ def _write_case(root: Path, case: PhantomCase, truth: list[dict]) -> dict:
                 **{name: name == label for name in labels},
             }
         )
-        row[label] = True if case.phase == 3 else max(int(row.get(label, 0)), certainty)
+        row[label] = True if case.phase == 3 else max(row[label], certainty)
         mask_name = f"{case.dicom_id}_{k}.png"
         save_mask_png(root / "phantom" / "findings" / mask_name, finding.mask)
         sentence = next(i for i, s in enumerate(case.sentences) if s.finding == finding.kind.name and s.target is finding.mask)

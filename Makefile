@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make book` (the book at PRESET=cpu) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PRESET ?= cpu
+BIN := $(VENV)/bin
+
+.PHONY: install book test benchmark clean
+
+install: $(VENV)/.installed
+
+# CPU torch is pinned first so that nothing pulls a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+book: install
+	$(BIN)/radgazegen book --preset $(PRESET)
+
+# Unit tests, then the notebooks executed at the smoke preset and checked by nbval.
+test: install
+	$(BIN)/python -m pytest tests
+	$(BIN)/radgazegen book --preset smoke --run-dir runs/smoke --executed-dir runs/smoke/notebooks --no-build
+	$(BIN)/python -m pytest --nbval-lax runs/smoke/notebooks -p no:cacheprovider
+
+benchmark: install
+	$(BIN)/python benchmarks/gaze_heatmaps.py
+
+clean:
+	rm -rf _build runs book/chapters

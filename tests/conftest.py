@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from radgazegen.data.phantom import generate_phantom
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small phantom data set shared by the tests (read-only: copy it before changing files)."""
+    return generate_phantom(tmp_path_factory.mktemp("phantom") / "reflacx", n=10, seed=3, size=(192, 160), progress=False)
+
+
+@pytest.fixture
+def phantom_copy(phantom_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the phantom data set that a test may damage."""
+    return Path(shutil.copytree(phantom_dir, tmp_path / "reflacx"))
