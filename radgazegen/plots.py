@@ -28,7 +28,7 @@ def show_scanpath(ax: Axes, image: np.ndarray, fixations: pd.DataFrame, title: s
     plt.colorbar(points, ax=ax, fraction=0.046, pad=0.02, label="time (s)")
 
 
-def show_overlay(ax: Axes, image: np.ndarray, heatmap: np.ndarray, title: str | None = None, alpha: float = 0.55) -> None:
+def show_overlay(ax: Axes, image: np.ndarray, heatmap: np.ndarray, title: str | None = None, alpha: float = 0.85) -> None:
     """A heatmap (any resolution) over the image, stretched to the image's extent."""
     show_image(ax, image, title)
     height, width = image.shape
