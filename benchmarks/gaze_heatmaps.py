@@ -59,7 +59,9 @@ def reference_heatmap(fixations: pd.DataFrame, shape: tuple[int, int], out_shape
         x0, x1 = np.clip([round(row.xmin_shown_from_image), round(row.xmax_shown_from_image)], 0, width)
         y0, y1 = np.clip([round(row.ymin_shown_from_image), round(row.ymax_shown_from_image)], 0, height)
         sx, sy = row.angular_resolution_x_pixels_per_degree, row.angular_resolution_y_pixels_per_degree
-        gauss = np.exp(-0.5 * (((cols - row.x_position) / sx) ** 2 + ((rows - row.y_position) / sy) ** 2)) / (2 * np.pi * sx * sy)
+        gauss = np.exp(-0.5 * (((cols - row.x_position) / sx) ** 2 + ((rows - row.y_position) / sy) ** 2)) / (
+            2 * np.pi * sx * sy
+        )
         inside = (cols >= x0) & (cols < x1) & (rows >= y0) & (rows < y1)
         heat += gauss * inside * (row.timestamp_end_fixation - row.timestamp_start_fixation)
     return area_resample(heat / heat.sum(), out_shape)
@@ -84,17 +86,24 @@ def main() -> None:
     ours_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    reference = [reference_heatmap(f, s, out_shape) for f, s in zip(fixations[: args.reference_cases], shapes[: args.reference_cases], strict=True)]
+    reference = [
+        reference_heatmap(f, s, out_shape)
+        for f, s in zip(fixations[: args.reference_cases], shapes[: args.reference_cases], strict=True)
+    ]
     reference_seconds = time.perf_counter() - started
     difference = max(float(np.abs(r - o).max() / r.max()) for r, o in zip(reference, ours, strict=False))
 
     ours_per_case = ours_seconds / args.cases
     reference_per_case = reference_seconds / len(reference)
-    print(f"gaze heatmaps: {args.cases} readings, {np.mean([len(f) for f in fixations]):.0f} fixations each, "
-          f"images ~{np.mean([s[0] for s in shapes]):.0f}x{np.mean([s[1] for s in shapes]):.0f} -> {args.out}x{args.out}")
+    print(
+        f"gaze heatmaps: {args.cases} readings, {np.mean([len(f) for f in fixations]):.0f} fixations each, "
+        f"images ~{np.mean([s[0] for s in shapes]):.0f}x{np.mean([s[1] for s in shapes]):.0f} -> {args.out}x{args.out}"
+    )
     print(f"{'':28s}{'per reading (s)':>18s}{'all readings (s)':>20s}")
-    print(f"{'reference (per fixation)':28s}{reference_per_case:18.4f}{reference_per_case * args.cases:20.1f}"
-          f"   (timed on {len(reference)}, total extrapolated)")
+    print(
+        f"{'reference (per fixation)':28s}{reference_per_case:18.4f}{reference_per_case * args.cases:20.1f}"
+        f"   (timed on {len(reference)}, total extrapolated)"
+    )
     print(f"{'radgazegen (' + args.device + ')':28s}{ours_per_case:18.4f}{ours_seconds:20.1f}")
     print(f"speed-up: {reference_per_case / ours_per_case:.0f}x   max |difference| / peak: {difference:.2e}")
 

@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 import nbformat
@@ -132,14 +132,16 @@ def execute_notebooks(
                     tmp.replace(failed)
                 cell = getattr(err, "exec_count", None) or getattr(err, "cell_index", "?")
                 detail = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
-                raise NotebookFailed(f"notebook {source} failed at cell {cell}: {detail} (executed copy: {failed})") from err
+                raise NotebookFailed(
+                    f"notebook {source} failed at cell {cell}: {detail} (executed copy: {failed})"
+                ) from err
             seconds = time.perf_counter() - started
             entry = {
                 "preset": preset.name,
                 "seed": preset.seed,
                 "parameters": parameters,
                 "wall_seconds": round(seconds, 2),
-                "executed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "executed_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "versions": versions(),
                 "cache_key": key,
             }
@@ -184,7 +186,13 @@ def _stamp(path: Path, entry: dict) -> None:
 def build_html(root: str | Path, *, output: str | Path | None = None) -> Path:
     """Run ``jupyter-book build`` on ``root``; returns the HTML folder."""
     root = Path(root).resolve()
-    command = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root), "--warningiserror", "--keep-going"]
+    command = [
+        str(Path(sys.executable).with_name("jupyter-book")),
+        "build",
+        str(root),
+        "--warningiserror",
+        "--keep-going",
+    ]
     if output is not None:
         command += ["--path-output", str(output)]
     subprocess.run(command, check=True)

@@ -24,11 +24,22 @@ def show_scanpath(ax: Axes, image: np.ndarray, fixations: pd.DataFrame, title: s
     duration = (fixations["timestamp_end_fixation"] - fixations["timestamp_start_fixation"]).to_numpy()
     x, y = fixations["x_position"].to_numpy(), fixations["y_position"].to_numpy()
     ax.plot(x, y, color="white", linewidth=0.5, alpha=0.5)
-    points = ax.scatter(x, y, s=400 * duration, c=fixations["timestamp_start_fixation"], cmap="viridis", alpha=0.75, edgecolors="white", linewidths=0.4)
+    points = ax.scatter(
+        x,
+        y,
+        s=400 * duration,
+        c=fixations["timestamp_start_fixation"],
+        cmap="viridis",
+        alpha=0.75,
+        edgecolors="white",
+        linewidths=0.4,
+    )
     plt.colorbar(points, ax=ax, fraction=0.046, pad=0.02, label="time (s)")
 
 
-def show_overlay(ax: Axes, image: np.ndarray, heatmap: np.ndarray, title: str | None = None, alpha: float = 0.85) -> None:
+def show_overlay(
+    ax: Axes, image: np.ndarray, heatmap: np.ndarray, title: str | None = None, alpha: float = 0.85
+) -> None:
     """A heatmap (any resolution) over the image, stretched to the image's extent."""
     show_image(ax, image, title)
     height, width = image.shape
@@ -38,12 +49,21 @@ def show_overlay(ax: Axes, image: np.ndarray, heatmap: np.ndarray, title: str | 
     ax.imshow(colours, extent=(0, width, height, 0), interpolation="bilinear")
 
 
-def draw_ellipses(ax: Axes, ellipses: pd.DataFrame, scale: tuple[float, float] = (1.0, 1.0), color: str = "cyan") -> None:
+def draw_ellipses(
+    ax: Axes, ellipses: pd.DataFrame, scale: tuple[float, float] = (1.0, 1.0), color: str = "cyan"
+) -> None:
     """Outline the ellipses inscribed in each (xmin, ymin, xmax, ymax) box; ``scale`` = (sy, sx)."""
     sy, sx = scale
     for xmin, ymin, xmax, ymax in ellipses[["xmin", "ymin", "xmax", "ymax"]].itertuples(index=False):
         ax.add_patch(
-            Ellipse(((xmin + xmax) / 2 * sx, (ymin + ymax) / 2 * sy), (xmax - xmin) * sx, (ymax - ymin) * sy, fill=False, edgecolor=color, linewidth=1.2)
+            Ellipse(
+                ((xmin + xmax) / 2 * sx, (ymin + ymax) / 2 * sy),
+                (xmax - xmin) * sx,
+                (ymax - ymin) * sy,
+                fill=False,
+                edgecolor=color,
+                linewidth=1.2,
+            )
         )
 
 

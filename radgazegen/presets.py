@@ -24,7 +24,9 @@ PRESETS: dict[str, Preset] = {
         Preset("smoke", "tests and nbval: seconds per notebook", 0, 12, (288, 240), 32, "cpu"),
         Preset("cpu", "the README's book build on a laptop CPU", 0, 120, (576, 480), 64, "cpu"),
         Preset("gpu", "one Colab / workstation GPU", 0, 600, (576, 480), 256, "auto"),
-        Preset("paper", "real REFLACX + MIMIC-CXR with local Stable Diffusion 1.5 weights", 0, 0, (576, 480), 512, "auto"),
+        Preset(
+            "paper", "real REFLACX + MIMIC-CXR with local Stable Diffusion 1.5 weights", 0, 0, (576, 480), 512, "auto"
+        ),
     )
 }
 

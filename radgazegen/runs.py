@@ -46,7 +46,10 @@ def record(run_dir: str | Path, section: str, key: str, entry: dict[str, Any]) -
 
 
 def prepare_dataset(
-    preset: Preset, data_dir: str | Path | None = None, run_dir: str | Path | None = None, images_dir: str | Path | None = None
+    preset: Preset,
+    data_dir: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    images_dir: str | Path | None = None,
 ) -> ReflacxDataset:
     """The data set a notebook works on: real REFLACX at ``data_dir``, else the preset's phantom.
 

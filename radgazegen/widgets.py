@@ -22,7 +22,9 @@ def reading_time_explorer(case: ReflacxCase, out_shape: tuple[int, int] = (128, 
         fixations = case.fixations()
     words = case.words()
     end = float(max(fixations["timestamp_end_fixation"].max(), words["timestamp_end_word"].max()))
-    slider = widgets.FloatSlider(value=end, min=0.0, max=end, step=0.25, description="time (s)", continuous_update=False)
+    slider = widgets.FloatSlider(
+        value=end, min=0.0, max=end, step=0.25, description="time (s)", continuous_update=False
+    )
     output = widgets.Output()
 
     def draw(change: object = None) -> None:

@@ -11,7 +11,9 @@ from radgazegen.data.phantom import generate_phantom
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small phantom data set shared by the tests (read-only: copy it before changing files)."""
-    return generate_phantom(tmp_path_factory.mktemp("phantom") / "reflacx", n=10, seed=3, size=(192, 160), progress=False)
+    return generate_phantom(
+        tmp_path_factory.mktemp("phantom") / "reflacx", n=10, seed=3, size=(192, 160), progress=False
+    )
 
 
 @pytest.fixture

@@ -34,8 +34,14 @@ def book_root(tmp_path: Path) -> Path:
     )
     (tmp_path / "book").mkdir()
     (tmp_path / "book" / "intro.md").write_text("# Intro\n\nHello.\n")
-    _notebook(tmp_path / "notebooks" / "01_first.ipynb", "print('first', preset)\nimport pathlib; pathlib.Path(run_dir, 'order.txt').open('a').write('1')")
-    _notebook(tmp_path / "notebooks" / "02_second.ipynb", "print('second', preset)\nimport pathlib; pathlib.Path(run_dir).mkdir(parents=True, exist_ok=True); pathlib.Path(run_dir, 'order.txt').open('a').write('2')")
+    _notebook(
+        tmp_path / "notebooks" / "01_first.ipynb",
+        "print('first', preset)\nimport pathlib; pathlib.Path(run_dir, 'order.txt').open('a').write('1')",
+    )
+    _notebook(
+        tmp_path / "notebooks" / "02_second.ipynb",
+        "print('second', preset)\nimport pathlib; pathlib.Path(run_dir).mkdir(parents=True, exist_ok=True); pathlib.Path(run_dir, 'order.txt').open('a').write('2')",
+    )
     return tmp_path
 
 
@@ -52,19 +58,30 @@ def test_executes_in_toc_order_caches_and_records(book_root: Path) -> None:
     run_dir = book_root / "runs" / "smoke"
     assert (run_dir / "order.txt").read_text() == "21"
     executed = nbformat.read(book_root / "book" / "chapters" / "01_first.ipynb", as_version=4)
-    assert "first smoke" in "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert "first smoke" in "".join(
+        o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs
+    )
     assert executed.cells[1].cell_type == "markdown" and "preset **smoke**" in executed.cells[1].source
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert set(manifest["notebooks"]) == {"01_first", "02_second"}
-    assert manifest["notebooks"]["01_first"]["seed"] == smoke.seed and manifest["notebooks"]["01_first"]["versions"]["torch"]
+    assert (
+        manifest["notebooks"]["01_first"]["seed"] == smoke.seed
+        and manifest["notebooks"]["01_first"]["versions"]["torch"]
+    )
     source = nbformat.read(book_root / "notebooks" / "01_first.ipynb", as_version=4)
     assert all(not c.get("outputs") for c in source.cells if c.cell_type == "code"), "sources stay output-free"
 
-    assert execute_notebooks(book_root, smoke, run_dir="runs/smoke", progress=False) == {"02_second": "cached", "01_first": "cached"}
+    assert execute_notebooks(book_root, smoke, run_dir="runs/smoke", progress=False) == {
+        "02_second": "cached",
+        "01_first": "cached",
+    }
     assert (run_dir / "order.txt").read_text() == "21"
     _notebook(book_root / "notebooks" / "01_first.ipynb", "print('changed')")
     assert execute_notebooks(book_root, smoke, run_dir="runs/smoke", progress=False)["01_first"] == "executed"
-    assert execute_notebooks(book_root, smoke, run_dir="runs/other", progress=False) == {"02_second": "executed", "01_first": "executed"}
+    assert execute_notebooks(book_root, smoke, run_dir="runs/other", progress=False) == {
+        "02_second": "executed",
+        "01_first": "executed",
+    }
 
 
 def test_failure_names_notebook_and_cell_and_keeps_the_good_copy(book_root: Path) -> None:

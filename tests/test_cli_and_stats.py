@@ -13,7 +13,9 @@ from radgazegen.runs import prepare_dataset
 
 
 def test_cli_writes_a_phantom(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["data", "phantom", "--out", str(tmp_path / "p"), "--n", "3", "--seed", "1", "--size", "160", "128"]) == 0
+    assert (
+        main(["data", "phantom", "--out", str(tmp_path / "p"), "--n", "3", "--seed", "1", "--size", "160", "128"]) == 0
+    )
     assert len(ReflacxDataset(tmp_path / "p")) == 3
     assert "phantom data set" in capsys.readouterr().out
 

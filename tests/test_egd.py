@@ -14,12 +14,19 @@ HEADER = "SESSION_ID,MEDIA_ID,DICOM_ID,CNT,TIME (in secs),FPOGX,FPOGY,FPOGS,FPOG
 
 def test_reads_fixations_and_master_sheet(tmp_path: Path) -> None:
     path = tmp_path / "fixations.csv"
-    path.write_text(HEADER + "1,1,abc,0,0.1,0.5,0.5,0.1,0.3,1,1,100,80\n1,1,abc,1,0.5,0.5,0.5,0.5,0.2,2,1,40,30\n1,2,def,0,0.1,0.5,0.5,0.1,0.4,1,1,10,10\n")
+    path.write_text(
+        HEADER
+        + "1,1,abc,0,0.1,0.5,0.5,0.1,0.3,1,1,100,80\n1,1,abc,1,0.5,0.5,0.5,0.5,0.2,2,1,40,30\n1,2,def,0,0.1,0.5,0.5,0.1,0.4,1,1,10,10\n"
+    )
     fixations = read_egd_fixations(path)
     one = egd_fixations_for(fixations, "abc")
     assert list(one["FPOGS"]) == [0.1, 0.5]
     heat = egd_heatmap(one, (120, 160), (12, 16), sigma=5.0)
-    assert heat.shape == (12, 16) and heat.sum() == pytest.approx(1.0) and np.unravel_index(heat.argmax(), heat.shape) == (8, 10)
+    assert (
+        heat.shape == (12, 16)
+        and heat.sum() == pytest.approx(1.0)
+        and np.unravel_index(heat.argmax(), heat.shape) == (8, 10)
+    )
     with pytest.raises(KeyError, match="unknown EGD-CXR DICOM_ID 'zzz'"):
         egd_fixations_for(fixations, "zzz")
     sheet = tmp_path / "master_sheet.csv"

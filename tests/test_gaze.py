@@ -33,8 +33,17 @@ def reference(fixations: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
         x0, x1 = np.clip([round(r.xmin_shown_from_image), round(r.xmax_shown_from_image)], 0, width)
         y0, y1 = np.clip([round(r.ymin_shown_from_image), round(r.ymax_shown_from_image)], 0, height)
         sx, sy = r.angular_resolution_x_pixels_per_degree, r.angular_resolution_y_pixels_per_degree
-        density = np.exp(-0.5 * (((cols - r.x_position) / sx) ** 2 + ((rows - r.y_position) / sy) ** 2)) / (2 * np.pi * sx * sy)
-        heat += density * (cols >= x0) * (cols < x1) * (rows >= y0) * (rows < y1) * (r.timestamp_end_fixation - r.timestamp_start_fixation)
+        density = np.exp(-0.5 * (((cols - r.x_position) / sx) ** 2 + ((rows - r.y_position) / sy) ** 2)) / (
+            2 * np.pi * sx * sy
+        )
+        heat += (
+            density
+            * (cols >= x0)
+            * (cols < x1)
+            * (rows >= y0)
+            * (rows < y1)
+            * (r.timestamp_end_fixation - r.timestamp_start_fixation)
+        )
     return heat / heat.sum()
 
 
@@ -69,7 +78,12 @@ def test_full_resolution_equals_the_per_fixation_recipe(shape: tuple[int, int]) 
     zoomed = fixations.iloc[: len(fixations) // 3]  # gaze while zoomed lands only in the shown rectangle
     zoomed_map = fixation_heatmap(zoomed, shape)
     x0, y0, x1, y1 = np.round(zoomed[list(SHOWN_RECT_COLUMNS)].iloc[0]).astype(int)
-    assert zoomed_map[:y0].sum() == 0 and zoomed_map[y1:].sum() == 0 and zoomed_map[:, :x0].sum() == 0 and zoomed_map[:, x1:].sum() == 0
+    assert (
+        zoomed_map[:y0].sum() == 0
+        and zoomed_map[y1:].sum() == 0
+        and zoomed_map[:, :x0].sum() == 0
+        and zoomed_map[:, x1:].sum() == 0
+    )
 
 
 @pytest.mark.parametrize("out_shape", [(16, 16), (23, 31), (61, 20)])
@@ -95,7 +109,7 @@ def test_batch_of_different_image_sizes_matches_single_cases() -> None:
     tables = [random_fixations(rng, s, count=int(rng.integers(5, 30))) for s in shapes]
     batch = fixation_heatmaps(tables, shapes, (20, 20))
     assert batch.shape == (3, 20, 20)
-    for i, (table, shape) in enumerate(zip(tables, shapes)):
+    for i, (table, shape) in enumerate(zip(tables, shapes, strict=True)):
         assert torch.allclose(batch[i], torch.as_tensor(fixation_heatmap(table, shape, (20, 20))), atol=1e-15)
     single32 = fixation_heatmaps(tables, shapes, (20, 20), dtype=torch.float32)
     assert single32.dtype == torch.float32 and torch.allclose(single32.double(), batch, atol=1e-6)
@@ -127,8 +141,13 @@ def test_phrases_windows_and_negation() -> None:
         }
     )
     found = phrases(words)
-    assert [(p.text, p.start, p.end) for p in found] == [("small left effusion", 1.0, 2.0), ("no pneumothorax", 5.0, 5.8)]
-    fixations = pd.DataFrame({"timestamp_start_fixation": [-1.0, 0.0, 2.4, 3.0], "timestamp_end_fixation": [-0.6, 0.4, 2.8, 3.5]})
+    assert [(p.text, p.start, p.end) for p in found] == [
+        ("small left effusion", 1.0, 2.0),
+        ("no pneumothorax", 5.0, 5.8),
+    ]
+    fixations = pd.DataFrame(
+        {"timestamp_start_fixation": [-1.0, 0.0, 2.4, 3.0], "timestamp_end_fixation": [-0.6, 0.4, 2.8, 3.5]}
+    )
     assert np.allclose(window_weights(fixations, 1.0, 2.0, (1.5, 0.5)), [0.0, 0.4, 0.1, 0.0])
     assert mentions("Small left effusion", ["effusion"]) and not mentions("No pleural effusion", ["effusion"])
     assert not mentions("without effusion", ["effusion"])
@@ -146,8 +165,16 @@ def test_finding_heatmap_follows_the_gaze_around_its_sentence() -> None:
             }
         )  # fmt: skip
     fixations = pd.DataFrame(rows)
-    words = pd.DataFrame({"word": ["nodule.", "no", "effusion."], "timestamp_start_word": [1.0, 4.0, 4.3], "timestamp_end_word": [1.4, 4.2, 4.6]})
-    maps = finding_heatmaps(fixations, words, {"nodule": ["nodule"], "effusion": ["effusion"]}, shape, window=(1.0, 0.0))
+    words = pd.DataFrame(
+        {
+            "word": ["nodule.", "no", "effusion."],
+            "timestamp_start_word": [1.0, 4.0, 4.3],
+            "timestamp_end_word": [1.4, 4.2, 4.6],
+        }
+    )
+    maps = finding_heatmaps(
+        fixations, words, {"nodule": ["nodule"], "effusion": ["effusion"]}, shape, window=(1.0, 0.0)
+    )
     assert list(maps) == ["nodule"]  # the effusion sentence is negated
     assert maps["nodule"][:, :25].sum() == pytest.approx(1.0)
     spans = phrase_heatmaps(fixations, [(1.0, 1.4), (10.0, 11.0)], shape, (10, 10), window=(1.0, 0.0))
@@ -166,11 +193,15 @@ def test_hypothesis_mask_thresholds_and_dilates() -> None:
 
 
 def test_egd_heatmap_uses_a_fixed_sigma_and_drops_outside() -> None:
-    fixations = pd.DataFrame({"X_ORIGINAL": [10.0, 30.0, -4.0], "Y_ORIGINAL": [12.0, 5.0, 3.0], "FPOGD": [0.2, 0.6, 0.3]})
+    fixations = pd.DataFrame(
+        {"X_ORIGINAL": [10.0, 30.0, -4.0], "Y_ORIGINAL": [12.0, 5.0, 3.0], "FPOGD": [0.2, 0.6, 0.3]}
+    )
     with pytest.warns(DroppedFixationsWarning, match="dropped 1 of 3 outside the image"):
         heat = egd_heatmap(fixations, (20, 40), sigma=2.0)
     rows, cols = np.mgrid[0:20, 0:40]
-    expected = sum(d * np.exp(-0.5 * ((cols - x) ** 2 + (rows - y) ** 2) / 4.0) for x, y, d in [(10, 12, 0.2), (30, 5, 0.6)])
+    expected = sum(
+        d * np.exp(-0.5 * ((cols - x) ** 2 + (rows - y) ** 2) / 4.0) for x, y, d in [(10, 12, 0.2), (30, 5, 0.6)]
+    )
     assert np.allclose(heat, expected / expected.sum(), atol=1e-14)
 
 

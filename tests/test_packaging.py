@@ -21,9 +21,15 @@ def test_environment_yml_lists_the_same_packages_as_pyproject() -> None:
 
 
 def test_pyradiomics_comes_from_the_maintained_distribution() -> None:
-    names = {re.split(r"[<>=!~ ]", d)[0] for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    names = {
+        re.split(r"[<>=!~ ]", d)[0]
+        for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
     assert "pyradiomics-bhklab" in names and "pyradiomics" not in names
-    assert any(d.startswith("jupyter-book>=1.0.4,<2") for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    assert any(
+        d.startswith("jupyter-book>=1.0.4,<2")
+        for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    )
 
 
 def test_readme_setup_is_exactly_two_commands_that_the_makefile_defines() -> None:

@@ -14,7 +14,13 @@ from radgazegen.data.phantom import FINDING_TYPES, generate_case, generate_phant
 from radgazegen.data.phantom.findings import sample_finding_types
 from radgazegen.data.reflacx import DroppedFixationsWarning, ReflacxDataset
 
-REFLACX_FILES = {"fixations.csv", "timestamps_transcription.csv", "transcription.txt", "anomaly_location_ellipses.csv", "chest_bounding_box.csv"}
+REFLACX_FILES = {
+    "fixations.csv",
+    "timestamps_transcription.csv",
+    "transcription.txt",
+    "anomaly_location_ellipses.csv",
+    "chest_bounding_box.csv",
+}
 
 
 def test_layout_is_reflacx_plus_ground_truth(phantom_dir: Path) -> None:

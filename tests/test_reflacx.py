@@ -76,7 +76,9 @@ def test_positive_labels_match_the_ellipses(phantom_dir: Path) -> None:
         ("y_position", "", "is empty"),
     ],
 )
-def test_bad_fixation_values_name_file_row_and_problem(phantom_copy: Path, column: str, value: str, problem: str) -> None:
+def test_bad_fixation_values_name_file_row_and_problem(
+    phantom_copy: Path, column: str, value: str, problem: str
+) -> None:
     path = _first_case_folder(phantom_copy) / "fixations.csv"
     frame = pd.read_csv(path, dtype=str)
     frame.loc[3, column] = value
@@ -153,7 +155,9 @@ def test_out_of_view_fixations_are_dropped_counted_and_reported() -> None:
         "xmax_shown_from_image": [300.0, 300.0, 300.0, 300.0],
         "ymax_shown_from_image": [100.0, 100.0, 100.0, 100.0],
     }
-    with pytest.warns(DroppedFixationsWarning, match="dropped 3 of 4.*2 outside the shown rectangle, 1 outside the image"):
+    with pytest.warns(
+        DroppedFixationsWarning, match="dropped 3 of 4.*2 outside the shown rectangle, 1 outside the image"
+    ):
         kept = filter_fixations(pd.DataFrame(base), image_shape=(100, 100))
     assert len(kept) == 1
     assert kept.attrs["dropped"].outside_shown == 2 and kept.attrs["dropped"].outside_image == 1

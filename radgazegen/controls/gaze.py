@@ -92,7 +92,10 @@ def fixation_heatmaps(
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """Heatmaps of many readings at once, (cases, *out_shape), each summing to 1; CPU or GPU."""
-    kept = [filter_fixations(f, s, source=f.attrs.get("source", f"case {i}")) for i, (f, s) in enumerate(zip(fixations, image_shapes, strict=True))]
+    kept = [
+        filter_fixations(f, s, source=f.attrs.get("source", f"case {i}"))
+        for i, (f, s) in enumerate(zip(fixations, image_shapes, strict=True))
+    ]
     batch = reflacx_batch(kept, image_shapes, device=device, dtype=dtype)
     return _normalised(render_batch(batch, out_shape), [f.attrs.get("source", f"case {i}") for i, f in enumerate(kept)])
 
@@ -140,7 +143,11 @@ def egd_batch(
         inside = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
         count = int(inside.sum())
         if count < len(x):
-            warnings.warn(f"EGD-CXR fixations: dropped {len(x) - count} of {len(x)} outside the image", DroppedFixationsWarning, stacklevel=3)
+            warnings.warn(
+                f"EGD-CXR fixations: dropped {len(x) - count} of {len(x)} outside the image",
+                DroppedFixationsWarning,
+                stacklevel=3,
+            )
         arrays.append(
             {
                 "x": x[inside],
@@ -155,14 +162,19 @@ def egd_batch(
 
 
 def egd_heatmap(
-    fixations: pd.DataFrame, image_shape: tuple[int, int], out_shape: tuple[int, int] | None = None, sigma: float = 100.0
+    fixations: pd.DataFrame,
+    image_shape: tuple[int, int],
+    out_shape: tuple[int, int] | None = None,
+    sigma: float = 100.0,
 ) -> np.ndarray:
     """EGD-CXR gaze heatmap: duration-weighted Gaussians of fixed ``sigma`` (image px), sum 1.
 
     EGD-CXR records no angular resolution, so the spread is one fixed ``sigma`` (about one visual
     degree on its 2-3k pixel images); fixations outside the image are dropped.
     """
-    return _normalised(render_batch(egd_batch([fixations], [image_shape], sigma), out_shape), ["EGD fixations"])[0].numpy()
+    return _normalised(render_batch(egd_batch([fixations], [image_shape], sigma), out_shape), ["EGD fixations"])[
+        0
+    ].numpy()
 
 
 def render_batch(batch: GazeBatch, out_shape: tuple[int, int] | None) -> torch.Tensor:
@@ -183,13 +195,34 @@ def render_batch(batch: GazeBatch, out_shape: tuple[int, int] | None) -> torch.T
     maps = []
     for lo in range(0, cases, step):
         part = slice(lo, lo + step)
-        rows = _profiles(batch.y[part], batch.sigma_y[part], batch.rects[part, :, 1], batch.rects[part, :, 3], shapes[part, 0], None if out_shape is None else out_shape[0])
-        cols = _profiles(batch.x[part], batch.sigma_x[part], batch.rects[part, :, 0], batch.rects[part, :, 2], shapes[part, 1], None if out_shape is None else out_shape[1])
+        rows = _profiles(
+            batch.y[part],
+            batch.sigma_y[part],
+            batch.rects[part, :, 1],
+            batch.rects[part, :, 3],
+            shapes[part, 0],
+            None if out_shape is None else out_shape[0],
+        )
+        cols = _profiles(
+            batch.x[part],
+            batch.sigma_x[part],
+            batch.rects[part, :, 0],
+            batch.rects[part, :, 2],
+            shapes[part, 1],
+            None if out_shape is None else out_shape[1],
+        )
         maps.append(torch.einsum("bfy,bf,bfx->byx", rows, batch.weight[part], cols))
     return torch.cat(maps)
 
 
-def _profiles(center: torch.Tensor, sigma: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, length: torch.Tensor, bins: int | None) -> torch.Tensor:
+def _profiles(
+    center: torch.Tensor,
+    sigma: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    length: torch.Tensor,
+    bins: int | None,
+) -> torch.Tensor:
     """Per-fixation 1-D Gaussian densities at pixel indices inside [lo, hi), area-binned to ``bins``."""
     longest = int(length.max())
     index = torch.arange(longest, device=center.device, dtype=center.dtype)
@@ -201,7 +234,11 @@ def _profiles(center: torch.Tensor, sigma: torch.Tensor, lo: torch.Tensor, hi: t
     # Area binning: output cell j covers [j L / bins, (j + 1) L / bins) of a case of length L.
     cumulative = torch.nn.functional.pad(torch.cumsum(density, dim=-1), (1, 0))
     padded = torch.nn.functional.pad(density, (0, 1))
-    edges = torch.arange(bins + 1, device=center.device, dtype=center.dtype)[None, :] * length[:, None].to(center.dtype) / bins
+    edges = (
+        torch.arange(bins + 1, device=center.device, dtype=center.dtype)[None, :]
+        * length[:, None].to(center.dtype)
+        / bins
+    )
     whole = torch.floor(edges).clamp(max=longest)
     fraction = (edges - whole)[:, None, :]
     whole = whole.long()[:, None, :].expand(-1, density.shape[1], -1)
@@ -221,7 +258,9 @@ def _pack(arrays: list[dict[str, np.ndarray]], image_shapes: Sequence[tuple[int,
     rects = np.zeros((len(arrays), count, 4))
     for i, a in enumerate(arrays):
         rects[i, : len(a["rects"])] = a["rects"]
-    shapes = torch.as_tensor([check_shape(s, "image_shape") for s in image_shapes], dtype=torch.int64, device=device).reshape(-1, 2)
+    shapes = torch.as_tensor(
+        [check_shape(s, "image_shape") for s in image_shapes], dtype=torch.int64, device=device
+    ).reshape(-1, 2)
     return GazeBatch(rects=torch.as_tensor(rects, dtype=dtype, device=device), shapes=shapes, **padded)
 
 
@@ -229,14 +268,18 @@ def _normalised(maps: torch.Tensor, sources: Sequence[str]) -> torch.Tensor:
     totals = maps.sum(dim=(-2, -1))
     empty = torch.nonzero(totals <= 0).flatten().tolist()
     if empty:
-        raise ValueError(f"{sources[empty[0]]}: no fixation with positive duration inside the image; the heatmap is undefined")
+        raise ValueError(
+            f"{sources[empty[0]]}: no fixation with positive duration inside the image; the heatmap is undefined"
+        )
     return maps / totals[:, None, None]
 
 
 def phrases(words: pd.DataFrame) -> list[Phrase]:
     """Split a ``timestamps_transcription`` table into sentences at words that are or end with '.'."""
     result, current, start = [], [], None
-    for word, word_start, word_end in words[["word", "timestamp_start_word", "timestamp_end_word"]].itertuples(index=False):
+    for word, word_start, word_end in words[["word", "timestamp_start_word", "timestamp_end_word"]].itertuples(
+        index=False
+    ):
         token = str(word).strip()
         if token and token != ".":
             current.append(token.rstrip("."))
@@ -250,7 +293,9 @@ def phrases(words: pd.DataFrame) -> list[Phrase]:
     return result
 
 
-def window_weights(fixations: pd.DataFrame, start: float, end: float, window: tuple[float, float] = DEFAULT_WINDOW) -> np.ndarray:
+def window_weights(
+    fixations: pd.DataFrame, start: float, end: float, window: tuple[float, float] = DEFAULT_WINDOW
+) -> np.ndarray:
     """Each fixation's time (s) inside [start - before, end + after]: its weight for that phrase."""
     lo, hi = start - window[0], end + window[1]
     begin = fixations["timestamp_start_fixation"].to_numpy(np.float64)

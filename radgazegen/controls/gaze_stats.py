@@ -39,7 +39,9 @@ def ellipse_mask(ellipses: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def case_gaze_statistics(case: ReflacxCase, out_shape: tuple[int, int], keywords: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+def case_gaze_statistics(
+    case: ReflacxCase, out_shape: tuple[int, int], keywords: Mapping[str, Sequence[str]] | None = None
+) -> pd.DataFrame:
     """One row per annotated label of a reading.
 
     Columns: ``mass_finding`` = share of the gaze around the sentences naming the label that
@@ -47,7 +49,9 @@ def case_gaze_statistics(case: ReflacxCase, out_shape: tuple[int, int], keywords
     ``area`` = the ellipses' share of the image (the share expected from gaze spread uniformly).
     """
     ellipses = case.ellipses()
-    labels = [c for c in ellipses.columns if c not in ("xmin", "ymin", "xmax", "ymax", "certainty") and ellipses[c].any()]
+    labels = [
+        c for c in ellipses.columns if c not in ("xmin", "ymin", "xmax", "ymax", "certainty") and ellipses[c].any()
+    ]
     if not labels:
         return pd.DataFrame()
     with warnings.catch_warnings():
@@ -55,11 +59,17 @@ def case_gaze_statistics(case: ReflacxCase, out_shape: tuple[int, int], keywords
         fixations = case.fixations()
         whole = fixation_heatmap(fixations, case.image_shape, out_shape)
         per_label = finding_heatmaps(
-            fixations, case.words(), {label: (keywords or {}).get(label, keywords_for(label)) for label in labels}, case.image_shape, out_shape
+            fixations,
+            case.words(),
+            {label: (keywords or {}).get(label, keywords_for(label)) for label in labels},
+            case.image_shape,
+            out_shape,
         )
     rows = []
     for label in labels:
-        region = area_resample(ellipse_mask(ellipses[ellipses[label]], case.image_shape).astype(float), out_shape, mean=True)
+        region = area_resample(
+            ellipse_mask(ellipses[ellipses[label]], case.image_shape).astype(float), out_shape, mean=True
+        )
         heat = per_label.get(label)
         rows.append(
             {
@@ -73,14 +83,20 @@ def case_gaze_statistics(case: ReflacxCase, out_shape: tuple[int, int], keywords
     return pd.DataFrame(rows)
 
 
-def dataset_gaze_statistics(dataset: ReflacxDataset, out_shape: tuple[int, int] = (128, 128), *, progress: bool = True) -> pd.DataFrame:
+def dataset_gaze_statistics(
+    dataset: ReflacxDataset, out_shape: tuple[int, int] = (128, 128), *, progress: bool = True
+) -> pd.DataFrame:
     """:func:`case_gaze_statistics` for every reading, plus the fixations each one dropped."""
     frames = []
     for case in tqdm(dataset, total=len(dataset), desc="gaze statistics", unit="reading", disable=not progress):
         frame = case_gaze_statistics(case, out_shape)
         if not frame.empty:
             frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["id", "label", "mass_finding", "mass_reading", "area"])
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["id", "label", "mass_finding", "mass_reading", "area"])
+    )
 
 
 def dropped_fixation_counts(dataset: ReflacxDataset) -> pd.DataFrame:
@@ -91,5 +107,12 @@ def dropped_fixation_counts(dataset: ReflacxDataset) -> pd.DataFrame:
         for case in dataset:
             kept = case.fixations()
             dropped = kept.attrs["dropped"]
-            rows.append({"id": case.id, "kept": len(kept), "outside_shown": dropped.outside_shown, "outside_image": dropped.outside_image})
+            rows.append(
+                {
+                    "id": case.id,
+                    "kept": len(kept),
+                    "outside_shown": dropped.outside_shown,
+                    "outside_image": dropped.outside_image,
+                }
+            )
     return pd.DataFrame(rows)

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from radgazegen.data.tables import ColumnKind, read_table
-from radgazegen.errors import DataFormatError
+from radgazegen.data.tables import ColumnKind, raise_at_first, read_table
 
 EGD_FIXATION_COLUMNS: dict[str, ColumnKind] = {
     "DICOM_ID": "str",
@@ -30,9 +28,7 @@ def read_egd_fixations(path: str | Path) -> pd.DataFrame:
     """Read EGD-CXR ``fixations.csv`` (all images), validated; negative durations are an error."""
     path = Path(path)
     fixations = read_table(path, EGD_FIXATION_COLUMNS)
-    bad = fixations["FPOGD"] < 0
-    if bad.any():
-        raise DataFormatError(path, "'FPOGD' (fixation duration) is negative", row=int(np.flatnonzero(bad.to_numpy())[0]) + 1)
+    raise_at_first(path, fixations["FPOGD"] < 0, lambda i: "'FPOGD' (fixation duration) is negative")
     return fixations
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from radgazegen.data.tables import ColumnKind, check_order, read_table
+from radgazegen.data.tables import ColumnKind, check_order, convert_columns, raise_at_first, read_strings, read_table
 from radgazegen.errors import DataFormatError, check_shape
 
 METADATA_COLUMNS: dict[str, ColumnKind] = {
@@ -37,7 +37,12 @@ METADATA_COLUMNS: dict[str, ColumnKind] = {
     "image_size_y": "int",
 }
 
-SHOWN_RECT_COLUMNS = ("xmin_shown_from_image", "ymin_shown_from_image", "xmax_shown_from_image", "ymax_shown_from_image")
+SHOWN_RECT_COLUMNS = (
+    "xmin_shown_from_image",
+    "ymin_shown_from_image",
+    "xmax_shown_from_image",
+    "ymax_shown_from_image",
+)
 SCREEN_RECT_COLUMNS = (
     "xmin_in_screen_coordinates",
     "ymin_in_screen_coordinates",
@@ -132,10 +137,7 @@ def read_fixations(path: str | Path, image_shape: tuple[int, int] | None = None)
     for low, high in (SHOWN_RECT_COLUMNS[0::2], SHOWN_RECT_COLUMNS[1::2]):
         check_order(path, fixations, low, high)
     for column in ("angular_resolution_x_pixels_per_degree", "angular_resolution_y_pixels_per_degree"):
-        bad = fixations[column] <= 0
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-            raise DataFormatError(path, f"'{column}' must be positive", row=row)
+        raise_at_first(path, fixations[column] <= 0, lambda i, c=column: f"'{c}' must be positive")
     fixations = fixations.sort_values("timestamp_start_fixation", kind="stable").reset_index(drop=True)
     fixations.attrs["source"] = str(path)
     return filter_fixations(fixations, image_shape, source=str(path))
@@ -152,9 +154,9 @@ def read_words(path: str | Path) -> pd.DataFrame:
 def read_ellipses(path: str | Path) -> pd.DataFrame:
     """Read ``anomaly_location_ellipses.csv``: bounding boxes of ellipses, certainty, one bool column per label."""
     path = Path(path)
-    header = read_table(path, ELLIPSE_COLUMNS, allow_empty=True)
-    labels = [c for c in header.columns if c not in ELLIPSE_COLUMNS]
-    ellipses = read_table(path, {**ELLIPSE_COLUMNS, **{c: "bool" for c in labels}}, allow_empty=True)
+    raw = read_strings(path, allow_empty=True)
+    labels = [c for c in raw.columns if c not in ELLIPSE_COLUMNS]
+    ellipses = convert_columns(path, raw, {**ELLIPSE_COLUMNS, **{c: "bool" for c in labels}})
     for low, high in (("xmin", "xmax"), ("ymin", "ymax")):
         check_order(path, ellipses, low, high)
     return ellipses
@@ -173,17 +175,12 @@ def read_chest_box(path: str | Path) -> tuple[float, float, float, float]:
 def read_metadata(path: str | Path) -> pd.DataFrame:
     """Read one ``metadata_phase_N.csv``; label columns are parsed as certainties (int) or booleans."""
     path = Path(path)
-    frame = read_table(path, METADATA_COLUMNS, allow_empty=True)
-    kinds = {label: _label_kind(frame[label]) for label in label_columns(frame)}
-    frame = read_table(path, {**METADATA_COLUMNS, **kinds}, allow_empty=True)
-    duplicated = frame["id"].duplicated()
-    if duplicated.any():
-        row = int(np.flatnonzero(duplicated.to_numpy())[0]) + 1
-        raise DataFormatError(path, f"duplicate id {frame['id'].iloc[row - 1]!r}", row=row)
+    raw = read_strings(path, allow_empty=True)
+    kinds = {label: _label_kind(raw[label]) for label in label_columns(raw)}
+    frame = convert_columns(path, raw, {**METADATA_COLUMNS, **kinds})
+    raise_at_first(path, frame["id"].duplicated(), lambda i: f"duplicate id {frame['id'].iloc[i]!r}")
     for size in ("image_size_x", "image_size_y"):
-        bad = frame[size] <= 0
-        if bad.any():
-            raise DataFormatError(path, f"'{size}' must be positive", row=int(np.flatnonzero(bad.to_numpy())[0]) + 1)
+        raise_at_first(path, frame[size] <= 0, lambda i, s=size: f"'{s}' must be positive")
     return frame
 
 
@@ -284,7 +281,10 @@ class ReflacxDataset:
             raise KeyError(f"unknown REFLACX id {case_id!r}: not in {names}")
         row = self.metadata.loc[rows[0]]
         phase = int(row["phase"])
-        labels = {k: (bool(row[k]) if isinstance(row[k], (bool, np.bool_)) else int(row[k])) for k in self._labels_by_phase[phase]}
+        labels = {
+            k: (bool(row[k]) if isinstance(row[k], (bool, np.bool_)) else int(row[k]))
+            for k in self._labels_by_phase[phase]
+        }
         return ReflacxCase(
             id=case_id,
             folder=self.root / "main_data" / case_id,

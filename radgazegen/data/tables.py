@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -20,10 +20,15 @@ _FALSE = {"false", "0", "no"}
 def read_table(path: str | Path, columns: Mapping[str, ColumnKind], *, allow_empty: bool = False) -> pd.DataFrame:
     """Read a CSV file and check that ``columns`` are present and hold values of their kind.
 
-    Extra columns are kept as read. Numeric columns come back as float64 / int64, ``bool`` columns
-    as Python booleans. Raises :class:`DataFormatError` naming the file, row (1-based, header not
-    counted) and column of the first bad value.
+    Extra columns are kept as read (strings). Numeric columns come back as float64 / int64,
+    ``bool`` columns as booleans. Raises :class:`DataFormatError` naming the file, row (1-based,
+    header not counted) and column of the first bad value.
     """
+    return convert_columns(path, read_strings(path, allow_empty=allow_empty), columns)
+
+
+def read_strings(path: str | Path, *, allow_empty: bool = False) -> pd.DataFrame:
+    """Read a CSV file with every value as a string (header names stripped)."""
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(path, "file not found")
@@ -34,11 +39,18 @@ def read_table(path: str | Path, columns: Mapping[str, ColumnKind], *, allow_emp
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise DataFormatError(path, f"not a readable CSV file ({err})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.empty and not allow_empty:
+        raise DataFormatError(path, "no data rows")
+    return frame
+
+
+def convert_columns(path: str | Path, frame: pd.DataFrame, columns: Mapping[str, ColumnKind]) -> pd.DataFrame:
+    """Check that ``columns`` exist in a string table read from ``path`` and convert them to their kind."""
+    path = Path(path)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise DataFormatError(path, f"missing column(s) {missing}; found {list(frame.columns)}")
-    if frame.empty and not allow_empty:
-        raise DataFormatError(path, "no data rows")
+    frame = frame.copy()
     for name, kind in columns.items():
         frame[name] = _convert(path, frame[name], name, kind)
     return frame
@@ -63,19 +75,21 @@ def _convert(path: Path, values: pd.Series, name: str, kind: ColumnKind) -> pd.S
     return numbers.astype(np.float64)
 
 
-def _raise_first(path: Path, bad: pd.Series, raw: pd.Series, name: str, problem: str) -> None:
+def raise_at_first(path: Path, bad: pd.Series, problem: Callable[[int], str]) -> None:
+    """Raise :class:`DataFormatError` at the first row where ``bad`` is true; ``problem(i)`` words it."""
     if bad.any():
         position = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataFormatError(path, f"column '{name}' value {raw.iloc[position]!r} {problem}", row=position + 1)
+        raise DataFormatError(path, problem(position), row=position + 1)
+
+
+def _raise_first(path: Path, bad: pd.Series, raw: pd.Series, name: str, problem: str) -> None:
+    raise_at_first(path, bad, lambda i: f"column '{name}' value {raw.iloc[i]!r} {problem}")
 
 
 def check_order(path: Path, frame: pd.DataFrame, start: str, end: str) -> None:
     """Raise if any row has ``frame[end] < frame[start]`` (an interval that ends before it starts)."""
-    bad = frame[end] < frame[start]
-    if bad.any():
-        position = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataFormatError(
-            path,
-            f"'{end}' ({frame[end].iloc[position]}) is before '{start}' ({frame[start].iloc[position]})",
-            row=position + 1,
-        )
+    raise_at_first(
+        path,
+        frame[end] < frame[start],
+        lambda i: f"'{end}' ({frame[end].iloc[i]}) is before '{start}' ({frame[start].iloc[i]})",
+    )

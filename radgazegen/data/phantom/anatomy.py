@@ -91,7 +91,6 @@ def render_anatomy(rng: np.random.Generator, shape: tuple[int, int], params: Ana
     """Draw one phantom chest at ``shape`` = (height, width)."""
     height, width = shape
     v, u = np.meshgrid((np.arange(height) + 0.5) / height, (np.arange(width) + 0.5) / width, indexing="ij")
-    pixel = 1.0 / width
 
     body = ((u - 0.5) / 0.48) ** 2 + ((v - 0.58) / 0.62) ** 6 <= 1.0
     image = np.where(body, params.exposure - 0.08 * np.clip(0.25 - v, 0, None) / 0.25, 0.03)

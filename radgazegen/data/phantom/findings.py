@@ -44,7 +44,14 @@ class Finding:
 FINDING_TYPES: tuple[FindingType, ...] = (
     FindingType("pleural effusion", "Pleural effusion", "Pleural abnormality", 0.30, ("lower",), ("effusion",)),
     FindingType("consolidation", "Consolidation", "Consolidation", 0.22, ("middle", "lower"), ("consolidation",)),
-    FindingType("enlarged cardiac silhouette", "Enlarged cardiac silhouette", "Enlarged cardiac silhouette", 0.14, ("middle",), ("cardiac", "cardiomegaly")),
+    FindingType(
+        "enlarged cardiac silhouette",
+        "Enlarged cardiac silhouette",
+        "Enlarged cardiac silhouette",
+        0.14,
+        ("middle",),
+        ("cardiac", "cardiomegaly"),
+    ),
     FindingType("atelectasis", "Atelectasis", "Atelectasis", 0.10, ("lower", "middle"), ("atelectasis",)),
     FindingType("nodule", "Nodule", "Lung nodule or mass", 0.06, ZONES, ("nodule",)),
     FindingType("mass", "Mass", "Lung nodule or mass", 0.03, ("upper", "middle"), ("mass",)),
@@ -115,7 +122,9 @@ def _blob(rng: np.random.Generator, anatomy: Anatomy, side: str, zone: str, radi
     return field > 0
 
 
-def _consolidation(rng: np.random.Generator, anatomy: Anatomy, side: str, zone: str) -> tuple[np.ndarray, np.ndarray, str]:
+def _consolidation(
+    rng: np.random.Generator, anatomy: Anatomy, side: str, zone: str
+) -> tuple[np.ndarray, np.ndarray, str]:
     mask = _blob(rng, anatomy, side, zone, rng.uniform(0.06, 0.1), 0.45) & anatomy.lungs[side]
     shape = mask.shape
     texture = 0.7 + 0.3 * smooth_noise(rng, shape, 2.0 * shape[1] / 512)
@@ -124,7 +133,9 @@ def _consolidation(rng: np.random.Generator, anatomy: Anatomy, side: str, zone: 
     return mask, ndimage.gaussian_filter(delta, 2.0), "patchy"
 
 
-def _atelectasis(rng: np.random.Generator, anatomy: Anatomy, side: str, zone: str) -> tuple[np.ndarray, np.ndarray, str]:
+def _atelectasis(
+    rng: np.random.Generator, anatomy: Anatomy, side: str, zone: str
+) -> tuple[np.ndarray, np.ndarray, str]:
     cu, cv = _pick(rng, zone_region(anatomy, side, zone))
     angle = rng.uniform(-0.5, 0.5)
     du, dv = anatomy.u - cu, (anatomy.v - cv) * anatomy.u.shape[0] / anatomy.u.shape[1]
@@ -167,7 +178,9 @@ def _mass(rng: np.random.Generator, anatomy: Anatomy, side: str, zone: str) -> t
     return mask, delta, f"{radius * 35:.1f} cm"
 
 
-def _pneumothorax(rng: np.random.Generator, anatomy: Anatomy, side: str, zone: str) -> tuple[np.ndarray, np.ndarray, str]:
+def _pneumothorax(
+    rng: np.random.Generator, anatomy: Anatomy, side: str, zone: str
+) -> tuple[np.ndarray, np.ndarray, str]:
     lung = anatomy.lungs[side]
     inward = ndimage.distance_transform_edt(lung) / lung.shape[1]
     rows = np.flatnonzero(lung.any(axis=1))

@@ -80,7 +80,9 @@ def simulate_reading(
     fixations: list[dict] = []
     words: list[dict] = []
 
-    def look(t: float, until: float, target: np.ndarray, view: tuple[float, float, float, float], on_target: float) -> float:
+    def look(
+        t: float, until: float, target: np.ndarray, view: tuple[float, float, float, float], on_target: float
+    ) -> float:
         while t < until:
             duration = float(np.clip(rng.lognormal(np.log(0.24), 0.45), 0.08, 1.2))
             mask = target if rng.random() < on_target else lungs
@@ -103,7 +105,9 @@ def simulate_reading(
                 words.append({"word": ".", "timestamp_start_word": speech_end, "timestamp_end_word": speech_end})
                 continue
             duration = 0.12 + 0.055 * len(token) + rng.uniform(0.0, 0.05)
-            words.append({"word": token, "timestamp_start_word": speech_end, "timestamp_end_word": speech_end + duration})
+            words.append(
+                {"word": token, "timestamp_start_word": speech_end, "timestamp_end_word": speech_end + duration}
+            )
             speech_end += duration + rng.uniform(0.02, 0.08)
         t = look(t, speech_end, sentence.target, view, 0.85)
         t = look(t, speech_end + rng.uniform(0.2, 0.7), lungs, full_view, 0.0)

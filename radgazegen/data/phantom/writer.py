@@ -28,7 +28,13 @@ from tqdm.auto import tqdm
 from radgazegen import __version__
 from radgazegen.data.images import save_mask_png, save_png16
 from radgazegen.data.phantom.anatomy import Anatomy, AnatomyParams, finish, render_anatomy
-from radgazegen.data.phantom.findings import LABELS_PHASE3, LABELS_PHASE12, Finding, render_finding, sample_finding_types
+from radgazegen.data.phantom.findings import (
+    LABELS_PHASE3,
+    LABELS_PHASE12,
+    Finding,
+    render_finding,
+    sample_finding_types,
+)
 from radgazegen.data.phantom.reading import Sentence, compose_report, simulate_reading
 
 DEFAULT_SIZE = (576, 480)
@@ -114,8 +120,20 @@ def generate_phantom(
             case = generate_case(seeds[index], index, size)
             rows[case.phase].append(_write_case(staging, case, truth))
         for phase, labels in ((1, LABELS_PHASE12), (2, LABELS_PHASE12), (3, LABELS_PHASE3)):
-            columns = ["id", "split", "eye_tracking_data_discarded", "image", "dicom_id", "subject_id", "image_size_x", "image_size_y", *labels]
-            pd.DataFrame(rows[phase], columns=columns).to_csv(staging / "main_data" / f"metadata_phase_{phase}.csv", index=False)
+            columns = [
+                "id",
+                "split",
+                "eye_tracking_data_discarded",
+                "image",
+                "dicom_id",
+                "subject_id",
+                "image_size_x",
+                "image_size_y",
+                *labels,
+            ]
+            pd.DataFrame(rows[phase], columns=columns).to_csv(
+                staging / "main_data" / f"metadata_phase_{phase}.csv", index=False
+            )
         pd.DataFrame(truth).to_csv(staging / "phantom" / "findings.csv", index=False)
         manifest = {
             "generator": "radgazegen.data.phantom",
@@ -165,14 +183,14 @@ def _write_case(root: Path, case: PhantomCase, truth: list[dict]) -> dict:
     }
     for k, (finding, certainty) in enumerate(zip(case.findings, case.certainties, strict=True)):
         label = finding.kind.label_phase3 if case.phase == 3 else finding.kind.label_phase12
-        rows_, cols = np.nonzero(finding.mask)
-        pad_x, pad_y = 0.08 * (np.ptp(cols) + 1), 0.08 * (np.ptp(rows_) + 1)
+        ys, xs = np.nonzero(finding.mask)
+        pad_x, pad_y = 0.08 * (np.ptp(xs) + 1), 0.08 * (np.ptp(ys) + 1)
         ellipses.append(
             {
-                "xmin": round(max(cols.min() - pad_x, 0), 1),
-                "ymin": round(max(rows_.min() - pad_y, 0), 1),
-                "xmax": round(min(cols.max() + 1 + pad_x, width), 1),
-                "ymax": round(min(rows_.max() + 1 + pad_y, height), 1),
+                "xmin": round(max(xs.min() - pad_x, 0), 1),
+                "ymin": round(max(ys.min() - pad_y, 0), 1),
+                "xmax": round(min(xs.max() + 1 + pad_x, width), 1),
+                "ymax": round(min(ys.max() + 1 + pad_y, height), 1),
                 "certainty": certainty,
                 **{name: name == label for name in labels},
             }
@@ -180,7 +198,9 @@ def _write_case(root: Path, case: PhantomCase, truth: list[dict]) -> dict:
         row[label] = True if case.phase == 3 else max(row[label], certainty)
         mask_name = f"{case.dicom_id}_{k}.png"
         save_mask_png(root / "phantom" / "findings" / mask_name, finding.mask)
-        sentence = next(i for i, s in enumerate(case.sentences) if s.finding == finding.kind.name and s.target is finding.mask)
+        sentence = next(
+            i for i, s in enumerate(case.sentences) if s.finding == finding.kind.name and s.target is finding.mask
+        )
         truth.append(
             {
                 "id": case.id,
@@ -199,8 +219,8 @@ def _write_case(root: Path, case: PhantomCase, truth: list[dict]) -> dict:
         folder / "anomaly_location_ellipses.csv", index=False
     )
     chest = case.anatomy.lung_mask | case.anatomy.heart
-    rows_, cols = np.nonzero(chest)
-    pd.DataFrame(
-        [{"xmin": cols.min(), "ymin": rows_.min(), "xmax": cols.max() + 1, "ymax": rows_.max() + 1}]
-    ).to_csv(folder / "chest_bounding_box.csv", index=False)
+    ys, xs = np.nonzero(chest)
+    pd.DataFrame([{"xmin": xs.min(), "ymin": ys.min(), "xmax": xs.max() + 1, "ymax": ys.max() + 1}]).to_csv(
+        folder / "chest_bounding_box.csv", index=False
+    )
     return row
