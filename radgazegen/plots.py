@@ -8,8 +8,6 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.patches import Ellipse
 
-from radgazegen.controls.resample import area_resample
-
 
 def show_image(ax: Axes, image: np.ndarray, title: str | None = None) -> None:
     ax.imshow(image, cmap="gray", vmin=0, vmax=1)
@@ -96,8 +94,3 @@ def _wrap(text: str, width: int = 38) -> str:
         else:
             line = f"{line} {word}".strip()
     return "\n".join([*lines, line])
-
-
-def downsample_image(image: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
-    """Area-average an image to ``out_shape`` (for showing a control-resolution view)."""
-    return area_resample(image, out_shape, mean=True)

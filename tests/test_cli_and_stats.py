@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from radgazegen.cli import main
-from radgazegen.controls.gaze_stats import dataset_gaze_statistics, dropped_fixation_counts, ellipse_mask
+from radgazegen.controls.gaze_stats import dataset_gaze_statistics, dropped_fixation_counts, ellipse_coverage
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.presets import get_preset
 from radgazegen.runs import prepare_dataset
@@ -42,9 +42,13 @@ def test_gaze_concentrates_on_annotated_findings(phantom_dir: Path) -> None:
     assert len(dropped) == len(dataset) and dropped["outside_shown"].sum() + dropped["outside_image"].sum() > 0
 
 
-def test_ellipse_mask_is_inscribed_in_its_box() -> None:
+def test_ellipse_coverage_is_inscribed_in_its_box() -> None:
     import pandas as pd
 
-    mask = ellipse_mask(pd.DataFrame({"xmin": [2.0], "ymin": [4.0], "xmax": [12.0], "ymax": [8.0]}), (12, 16))
-    assert mask[6, 7] and not mask[4, 2] and not mask[0, 0]
-    assert mask.sum() == pytest.approx(np.pi * 5 * 2, rel=0.25)
+    box = pd.DataFrame({"xmin": [2.0], "ymin": [4.0], "xmax": [12.0], "ymax": [8.0]})
+    mask = ellipse_coverage(box, (12, 16), samples=1)
+    assert mask[6, 7] == 1 and mask[4, 2] == 0 and mask[0, 0] == 0
+    fine = ellipse_coverage(box, (12, 16), samples=16)
+    assert fine.sum() == pytest.approx(np.pi * 5 * 2, rel=0.01)  # area of the ellipse, in pixels
+    coarse = ellipse_coverage(box, (12, 16), (3, 4), samples=64)
+    assert coarse.mean() * 12 * 16 == pytest.approx(np.pi * 5 * 2, rel=0.01)

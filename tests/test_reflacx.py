@@ -124,8 +124,8 @@ def test_unknown_id_and_missing_image_and_files(phantom_copy: Path) -> None:
         dataset.case("P999R1")
     case = dataset.case(dataset.ids[0])
     case.image_path.unlink()
-    with pytest.raises(DataFormatError, match="not found"):
-        dataset.case(dataset.ids[0])
+    with pytest.raises(DataFormatError, match=f"image 'images/{case.dicom_id}.png' not found"):
+        _ = dataset.case(dataset.ids[0]).image_path
     (case.folder / "fixations.csv").unlink()
     with pytest.raises(DataFormatError, match="fixations.csv: file not found"):
         case.fixations()
@@ -165,3 +165,18 @@ def test_out_of_view_fixations_are_dropped_counted_and_reported() -> None:
         warnings.simplefilter("error")
         again = filter_fixations(kept, image_shape=(100, 100))  # nothing new dropped: no warning
     assert again.attrs["dropped"].total == 3
+
+
+def test_mimic_image_paths_resolve_under_an_images_root(phantom_copy: Path, tmp_path: Path) -> None:
+    metadata = phantom_copy / "main_data" / "metadata_phase_3.csv"
+    frame = pd.read_csv(metadata)
+    row = frame.iloc[0]
+    frame.loc[0, "image"] = f"physionet.org/files/mimic-cxr/2.0.0/files/p10/p10000032/s5041/{row['dicom_id']}.dcm"
+    frame.to_csv(metadata, index=False)
+    jpg = tmp_path / "mimic-cxr-jpg" / "files" / "p10" / "p10000032" / "s5041" / f"{row['dicom_id']}.jpg"
+    jpg.parent.mkdir(parents=True)
+    jpg.write_bytes((phantom_copy / "images" / f"{row['dicom_id']}.png").read_bytes())
+    dataset = ReflacxDataset(phantom_copy, tmp_path / "mimic-cxr-jpg")
+    assert dataset.case(row["id"]).image_path == jpg
+    with pytest.raises(DataFormatError, match="not found"):
+        _ = ReflacxDataset(phantom_copy).case(row["id"]).image_path

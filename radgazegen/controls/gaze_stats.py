@@ -10,7 +10,6 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from radgazegen.controls.gaze import fixation_heatmap, finding_heatmaps
-from radgazegen.controls.resample import area_resample
 from radgazegen.data.reflacx import DroppedFixationsWarning, ReflacxCase, ReflacxDataset
 
 #: Words that name a REFLACX label in a report (labels not listed use their own last word).
@@ -28,15 +27,26 @@ def keywords_for(label: str) -> tuple[str, ...]:
     return LABEL_KEYWORDS.get(label, (label.split()[-1].lower(),))
 
 
-def ellipse_mask(ellipses: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
-    """Union of the ellipses inscribed in each row's (xmin, ymin, xmax, ymax) box, at image ``shape``."""
-    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]] + 0.5
-    mask = np.zeros(shape, dtype=bool)
+def ellipse_coverage(
+    ellipses: pd.DataFrame, image_shape: tuple[int, int], out_shape: tuple[int, int] | None = None, samples: int = 4
+) -> np.ndarray:
+    """Share of each output cell inside the union of the ellipses inscribed in the rows' boxes.
+
+    Boxes are (xmin, ymin, xmax, ymax) in image pixels; each output cell of ``out_shape``
+    (default: the image grid) is sampled at ``samples`` x ``samples`` points, so the cost does not
+    grow with the image size.
+    """
+    height, width = image_shape
+    rows_out, cols_out = out_shape or image_shape
+    ys = (np.arange(rows_out * samples) + 0.5) * height / (rows_out * samples)
+    xs = (np.arange(cols_out * samples) + 0.5) * width / (cols_out * samples)
+    inside = np.zeros((ys.size, xs.size), dtype=bool)
     for xmin, ymin, xmax, ymax in ellipses[["xmin", "ymin", "xmax", "ymax"]].itertuples(index=False):
-        cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
         rx, ry = max((xmax - xmin) / 2, 0.5), max((ymax - ymin) / 2, 0.5)
-        mask |= ((cols - cx) / rx) ** 2 + ((rows - cy) / ry) ** 2 <= 1.0
-    return mask
+        dx = ((xs - (xmin + xmax) / 2) / rx) ** 2
+        dy = ((ys - (ymin + ymax) / 2) / ry) ** 2
+        inside |= dy[:, None] + dx[None, :] <= 1.0
+    return inside.reshape(rows_out, samples, cols_out, samples).mean(axis=(1, 3))
 
 
 def case_gaze_statistics(
@@ -67,9 +77,7 @@ def case_gaze_statistics(
         )
     rows = []
     for label in labels:
-        region = area_resample(
-            ellipse_mask(ellipses[ellipses[label]], case.image_shape).astype(float), out_shape, mean=True
-        )
+        region = ellipse_coverage(ellipses[ellipses[label]], case.image_shape, out_shape)
         heat = per_label.get(label)
         rows.append(
             {

@@ -200,12 +200,18 @@ class ReflacxCase:
 
     id: str
     folder: Path
-    image_path: Path
+    image: str  # the metadata's ``image`` entry, resolved by :attr:`image_path`
+    image_roots: tuple[Path, ...]  # where to look for it, in order
     image_shape: tuple[int, int]
     phase: int
     split: str
     dicom_id: str
     labels: dict[str, int | bool]
+
+    @property
+    def image_path(self) -> Path:
+        """The image file; raises :class:`DataFormatError` naming every place looked."""
+        return resolve_image(self.image, self.image_roots)
 
     def fixations(self, *, drop_outside_image: bool = True) -> pd.DataFrame:
         """Validated fixations; out-of-view fixations dropped and counted in ``attrs["dropped"]``."""
@@ -288,7 +294,8 @@ class ReflacxDataset:
         return ReflacxCase(
             id=case_id,
             folder=self.root / "main_data" / case_id,
-            image_path=self.resolve_image(str(row["image"])),
+            image=str(row["image"]),
+            image_roots=(self.images_root, self.root) if self.images_root is not None else (self.root,),
             image_shape=(int(row["image_size_y"]), int(row["image_size_x"])),
             phase=phase,
             split=str(row["split"]),
@@ -299,18 +306,22 @@ class ReflacxDataset:
     def __iter__(self):
         return (self.case(i) for i in self.ids)
 
-    def resolve_image(self, image: str) -> Path:
-        """Find the file for a metadata ``image`` entry; raises naming every place looked."""
-        relative = Path(image)
-        candidates = []
-        if self.images_root is not None:
-            candidates.append(self.images_root / relative)
-            parts = relative.parts
-            if "files" in parts:  # physionet.org/files/mimic-cxr/2.0.0/files/p10/... -> files/p10/...
-                tail = Path(*parts[len(parts) - parts[::-1].index("files") - 1 :])
-                candidates += [self.images_root / tail, self.images_root / tail.with_suffix(".jpg")]
-        candidates.append(self.root / relative)
-        for candidate in candidates:
-            if candidate.is_file():
-                return candidate
-        raise DataFormatError(candidates[0], f"image {image!r} not found (looked in {[str(c) for c in candidates]})")
+
+def resolve_image(image: str, roots: tuple[Path, ...]) -> Path:
+    """Find the file of a metadata ``image`` entry under ``roots``.
+
+    Each root is tried with the entry as given and, for MIMIC-CXR paths
+    (``physionet.org/files/mimic-cxr/2.0.0/files/p10/...``), from its last ``files/`` on, as
+    DICOM and as MIMIC-CXR-JPG ``.jpg``. Raises :class:`DataFormatError` naming every place looked.
+    """
+    relative = Path(image)
+    parts = relative.parts
+    tails = [relative]
+    if "files" in parts:
+        tail = Path(*parts[len(parts) - parts[::-1].index("files") - 1 :])
+        tails += [tail, tail.with_suffix(".jpg")]
+    candidates = [root / t for root in roots for t in tails]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise DataFormatError(candidates[0], f"image {image!r} not found (looked in {[str(c) for c in candidates]})")
