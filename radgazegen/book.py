@@ -76,6 +76,7 @@ def notebook_parameters(preset: Preset, data_dir: str | None, images_dir: str | 
         "data_dir": str(Path(data_dir).resolve()) if data_dir else "",
         "images_dir": str(Path(images_dir).resolve()) if images_dir else "",
         "run_dir": str(run_dir.resolve()),
+        "interactive": False,  # live ipywidgets can stall nbclient (jupyter/nbclient#312); the book shows static frames
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -65,32 +67,32 @@ def draw_ellipses(
         )
 
 
+def show_reading_at(
+    ax: Axes, image: np.ndarray, fixations: pd.DataFrame, words: pd.DataFrame, t: float, out_shape: tuple[int, int]
+) -> int:
+    """The gaze accumulated up to ``t`` seconds over the image, the words spoken so far below it.
+
+    Returns the number of fixations shown (the title says it too).
+    """
+    from radgazegen.controls.gaze import fixation_heatmap
+
+    seen = fixations[fixations["timestamp_start_fixation"] <= t]
+    spoken = " ".join(w for w in words.loc[words["timestamp_end_word"] <= t, "word"] if w != ".")
+    if (seen["timestamp_end_fixation"] > seen["timestamp_start_fixation"]).any():
+        show_overlay(ax, image, fixation_heatmap(seen, image.shape, out_shape))
+    else:
+        show_image(ax, image)
+    ax.set_title(f"t = {t:.1f} s, {len(seen)} fixations", fontsize=9)
+    ax.text(0.5, -0.04, textwrap.fill(spoken[-90:], 38), transform=ax.transAxes, ha="center", va="top", fontsize=7)
+    return len(seen)
+
+
 def reading_timeline(
     image: np.ndarray, fixations: pd.DataFrame, words: pd.DataFrame, times: list[float], out_shape: tuple[int, int]
 ) -> plt.Figure:
-    """Static frames of the accumulated gaze at several reading times, with the words spoken so far."""
-    from radgazegen.controls.gaze import fixation_heatmap
-
+    """Static frames of :func:`show_reading_at` at several reading times."""
     figure, axes = plt.subplots(1, len(times), figsize=(3 * len(times), 3.6))
     for ax, t in zip(np.atleast_1d(axes), times, strict=True):
-        seen = fixations[fixations["timestamp_start_fixation"] <= t]
-        spoken = " ".join(w for w in words.loc[words["timestamp_end_word"] <= t, "word"] if w != ".")
-        if len(seen) and (seen["timestamp_end_fixation"] > seen["timestamp_start_fixation"]).any():
-            show_overlay(ax, image, fixation_heatmap(seen, image.shape, out_shape))
-        else:
-            show_image(ax, image)
-        ax.set_title(f"t = {t:.1f} s", fontsize=9)
-        ax.text(0.5, -0.04, _wrap(spoken[-90:]), transform=ax.transAxes, ha="center", va="top", fontsize=7)
+        show_reading_at(ax, image, fixations, words, t, out_shape)
     figure.tight_layout()
     return figure
-
-
-def _wrap(text: str, width: int = 38) -> str:
-    lines, line = [], ""
-    for word in text.split():
-        if len(line) + len(word) + 1 > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    return "\n".join([*lines, line])

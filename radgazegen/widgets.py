@@ -6,12 +6,10 @@ import warnings
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-import numpy as np
 
-from radgazegen.controls.gaze import fixation_heatmap
 from radgazegen.data.images import load_image
 from radgazegen.data.reflacx import DroppedFixationsWarning, ReflacxCase
-from radgazegen.plots import show_image, show_overlay
+from radgazegen.plots import show_reading_at
 
 
 def reading_time_explorer(case: ReflacxCase, out_shape: tuple[int, int] = (128, 128)) -> widgets.VBox:
@@ -28,18 +26,10 @@ def reading_time_explorer(case: ReflacxCase, out_shape: tuple[int, int] = (128, 
     output = widgets.Output()
 
     def draw(change: object = None) -> None:
-        t = slider.value
-        seen = fixations[fixations["timestamp_start_fixation"] <= t]
-        spoken = " ".join(w for w in words.loc[words["timestamp_end_word"] <= t, "word"] if w != ".")
         with output:
             output.clear_output(wait=True)
             figure, ax = plt.subplots(figsize=(4.5, 5))
-            weights = seen["timestamp_end_fixation"] - seen["timestamp_start_fixation"]
-            if len(seen) and float(np.sum(weights)) > 0:
-                show_overlay(ax, image, fixation_heatmap(seen, case.image_shape, out_shape), f"{len(seen)} fixations")
-            else:
-                show_image(ax, image, "no fixation yet")
-            ax.text(0.5, -0.02, spoken[-120:], transform=ax.transAxes, ha="center", va="top", fontsize=8, wrap=True)
+            show_reading_at(ax, image, fixations, words, slider.value, out_shape)
             plt.show()
 
     slider.observe(draw, names="value")

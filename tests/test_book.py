@@ -17,7 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _notebook(path: Path, body: str) -> None:
     notebook = nbformat.v4.new_notebook()
-    parameters = nbformat.v4.new_code_cell('preset = "cpu"\ndata_dir = ""\nimages_dir = ""\nrun_dir = ""')
+    parameters = nbformat.v4.new_code_cell(
+        'preset = "cpu"\ndata_dir = ""\nimages_dir = ""\nrun_dir = ""\ninteractive = True'
+    )
     parameters.metadata["tags"] = ["parameters"]
     notebook.cells = [nbformat.v4.new_markdown_cell(f"# {path.stem}"), parameters, nbformat.v4.new_code_cell(body)]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
