@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from radgazegen import __version__
 from radgazegen.io import atomic_path
 from radgazegen.presets import Preset
-from radgazegen.runs import prepare_dataset, record, run_dir_for, versions
+from radgazegen.runs import hardware, prepare_dataset, record, run_dir_for, versions
 
 CHAPTERS_DIR = Path("book") / "chapters"
 NOTEBOOKS_DIR = Path("notebooks")
@@ -106,7 +106,12 @@ def execute_notebooks(
     executed_dir = root / (executed_dir or CHAPTERS_DIR)
     parameters = notebook_parameters(preset, data_dir, images_dir, run_dir)
     prepare_dataset(preset, data_dir, run_dir, images_dir)  # generate the phantom / validate real data once, up front
-    names = [n for n in chapter_notebooks(root) if only is None or n in only]
+    names = chapter_notebooks(root)
+    if only is not None:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise ValueError(f"not chapters of {root / '_toc.yml'}: {unknown}; chapters are {names}")
+        names = [n for n in names if n in only]
     status: dict[str, str] = {}
     bar = tqdm(names, desc=f"notebooks ({preset.name})", unit="nb", disable=not progress)
     for name in bar:
@@ -144,6 +149,7 @@ def execute_notebooks(
                 "wall_seconds": round(seconds, 2),
                 "executed_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "versions": versions(),
+                "hardware": hardware(),
                 "cache_key": key,
             }
             _stamp(tmp, entry)
@@ -175,7 +181,8 @@ def _stamp(path: Path, entry: dict) -> None:
         f"Executed {entry['executed_at']} with preset **{entry['preset']}**, seed {entry['seed']}, "
         f"in {entry['wall_seconds']:.1f} s. "
         f"radgazegen {shown.get('radgazegen', '?')}, torch {shown.get('torch', '?')}, numpy {shown.get('numpy', '?')}, "
-        f"Python {shown['python']} on {shown['platform']}.\n:::"
+        f"Python {shown['python']} on {shown['platform']}, {entry['hardware']['cpus']} CPUs"
+        f"{', ' + entry['hardware']['gpu'] if 'gpu' in entry['hardware'] else ''}.\n:::"
     )
     cell = nbformat.v4.new_markdown_cell(info)
     cell.metadata["tags"] = ["run-info"]

@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     book.add_argument("--executed-dir", help="where executed notebooks go (default book/chapters)")
     book.add_argument("--root", default=".", help="the repository root (holds _toc.yml)")
     book.add_argument("--force", action="store_true", help="re-execute notebooks even when cached")
+    book.add_argument("--only", nargs="+", metavar="NAME", help="execute only these chapters (e.g. 01_gaze_heatmaps)")
     book.add_argument("--no-build", action="store_true", help="execute notebooks only")
 
     data = commands.add_parser("data", help="data set tools")
@@ -45,7 +46,7 @@ def _book(args: argparse.Namespace) -> int:
     try:
         status = execute_notebooks(
             args.root, get_preset(args.preset), data_dir=args.data, images_dir=args.images,
-            run_dir=args.run_dir, executed_dir=args.executed_dir, force=args.force,
+            run_dir=args.run_dir, executed_dir=args.executed_dir, force=args.force, only=args.only,
         )  # fmt: skip
     except NotebookFailed as err:
         print(f"radgazegen book: {err}", file=sys.stderr)

@@ -33,6 +33,18 @@ def versions() -> dict[str, str]:
     return found
 
 
+def hardware() -> dict[str, object]:
+    """The machine a result was produced on: CPU architecture and count, and the GPU if torch sees one."""
+    import os
+
+    import torch
+
+    found: dict[str, object] = {"machine": platform.machine(), "cpus": os.cpu_count()}
+    if torch.cuda.is_available():
+        found["gpu"] = torch.cuda.get_device_name(0)
+    return found
+
+
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "manifest.json"
     return json.loads(path.read_text()) if path.is_file() else {}

@@ -80,10 +80,11 @@ def test_executes_in_toc_order_caches_and_records(book_root: Path) -> None:
     assert (run_dir / "order.txt").read_text() == "21"
     _notebook(book_root / "notebooks" / "01_first.ipynb", "print('changed')")
     assert execute_notebooks(book_root, smoke, run_dir="runs/smoke", progress=False)["01_first"] == "executed"
-    assert execute_notebooks(book_root, smoke, run_dir="runs/other", progress=False) == {
-        "02_second": "executed",
-        "01_first": "executed",
-    }
+    assert execute_notebooks(book_root, smoke, run_dir="runs/other", progress=False, only=["01_first"]) == {
+        "01_first": "executed"
+    }  # another run directory is another parameter set
+    with pytest.raises(ValueError, match=r"not chapters of .*_toc.yml: \['03_missing'\]"):
+        execute_notebooks(book_root, smoke, run_dir="runs/other", progress=False, only=["03_missing"])
 
 
 def test_failure_names_notebook_and_cell_and_keeps_the_good_copy(book_root: Path) -> None:
