@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from radgazegen.controls.gaze import fixation_heatmaps
-from radgazegen.controls.resample import area_resample
+from radgazegen.controls.gaze_reference import per_fixation_heatmap
 from radgazegen.data.reflacx import SHOWN_RECT_COLUMNS
 
 
@@ -50,23 +50,6 @@ def synthetic_reading(rng: np.random.Generator) -> tuple[pd.DataFrame, tuple[int
     return frame, (height, width)
 
 
-def reference_heatmap(fixations: pd.DataFrame, shape: tuple[int, int], out_shape: tuple[int, int]) -> np.ndarray:
-    """The straightforward recipe: a full-image Gaussian per fixation, summed, normalised, resampled."""
-    height, width = shape
-    rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
-    heat = np.zeros(shape)
-    for row in fixations.itertuples(index=False):
-        x0, x1 = np.clip([round(row.xmin_shown_from_image), round(row.xmax_shown_from_image)], 0, width)
-        y0, y1 = np.clip([round(row.ymin_shown_from_image), round(row.ymax_shown_from_image)], 0, height)
-        sx, sy = row.angular_resolution_x_pixels_per_degree, row.angular_resolution_y_pixels_per_degree
-        gauss = np.exp(-0.5 * (((cols - row.x_position) / sx) ** 2 + ((rows - row.y_position) / sy) ** 2)) / (
-            2 * np.pi * sx * sy
-        )
-        inside = (cols >= x0) & (cols < x1) & (rows >= y0) & (rows < y1)
-        heat += gauss * inside * (row.timestamp_end_fixation - row.timestamp_start_fixation)
-    return area_resample(heat / heat.sum(), out_shape)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=500)
@@ -87,7 +70,7 @@ def main() -> None:
 
     started = time.perf_counter()
     reference = [
-        reference_heatmap(f, s, out_shape)
+        per_fixation_heatmap(f, s, out_shape)
         for f, s in zip(fixations[: args.reference_cases], shapes[: args.reference_cases], strict=True)
     ]
     reference_seconds = time.perf_counter() - started

@@ -20,31 +20,9 @@ from radgazegen.controls.gaze import (
     phrases,
     window_weights,
 )
+from radgazegen.controls.gaze_reference import per_fixation_heatmap
 from radgazegen.controls.resample import area_matrix, area_resample
 from radgazegen.data.reflacx import SHOWN_RECT_COLUMNS, DroppedFixationsWarning
-
-
-def reference(fixations: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
-    """REFLACX's recipe, one full-image Gaussian density per fixation (the script's loop)."""
-    height, width = shape
-    rows, cols = np.mgrid[0:height, 0:width].astype(float)
-    heat = np.zeros(shape)
-    for r in fixations.itertuples(index=False):
-        x0, x1 = np.clip([round(r.xmin_shown_from_image), round(r.xmax_shown_from_image)], 0, width)
-        y0, y1 = np.clip([round(r.ymin_shown_from_image), round(r.ymax_shown_from_image)], 0, height)
-        sx, sy = r.angular_resolution_x_pixels_per_degree, r.angular_resolution_y_pixels_per_degree
-        density = np.exp(-0.5 * (((cols - r.x_position) / sx) ** 2 + ((rows - r.y_position) / sy) ** 2)) / (
-            2 * np.pi * sx * sy
-        )
-        heat += (
-            density
-            * (cols >= x0)
-            * (cols < x1)
-            * (rows >= y0)
-            * (rows < y1)
-            * (r.timestamp_end_fixation - r.timestamp_start_fixation)
-        )
-    return heat / heat.sum()
 
 
 def random_fixations(rng: np.random.Generator, shape: tuple[int, int], count: int = 40) -> pd.DataFrame:
@@ -71,7 +49,7 @@ def random_fixations(rng: np.random.Generator, shape: tuple[int, int], count: in
 def test_full_resolution_equals_the_per_fixation_recipe(shape: tuple[int, int]) -> None:
     fixations = random_fixations(np.random.default_rng(1), shape)
     ours = fixation_heatmap(fixations, shape)
-    expected = reference(fixations, shape)
+    expected = per_fixation_heatmap(fixations, shape)
     assert ours.shape == shape and ours.dtype == np.float64
     assert np.abs(ours - expected).max() <= 1e-12 * expected.max()
     assert ours.sum() == pytest.approx(1.0, abs=1e-12)
@@ -91,7 +69,7 @@ def test_resampled_maps_equal_area_resampling_of_the_full_map(out_shape: tuple[i
     shape = (61, 47)
     fixations = random_fixations(np.random.default_rng(2), shape)
     ours = fixation_heatmap(fixations, shape, out_shape)
-    expected = area_resample(reference(fixations, shape), out_shape)
+    expected = area_resample(per_fixation_heatmap(fixations, shape), out_shape)
     assert ours.shape == out_shape
     assert np.abs(ours - expected).max() <= 1e-12 * expected.max()
     assert ours.sum() == pytest.approx(1.0, abs=1e-12)
@@ -121,7 +99,7 @@ def test_out_of_image_fixations_are_dropped_and_reported() -> None:
     fixations.loc[9, "x_position"] = -5.0  # inside the (wider) shown rectangle, outside the image
     with pytest.warns(DroppedFixationsWarning, match="0 outside the shown rectangle, 1 outside the image"):
         heat = fixation_heatmap(fixations, shape)
-    expected = reference(fixations.iloc[:9], shape)
+    expected = per_fixation_heatmap(fixations.iloc[:9], shape)
     assert np.abs(heat - expected).max() <= 1e-12 * expected.max()
 
 
