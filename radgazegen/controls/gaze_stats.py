@@ -24,6 +24,7 @@ LABEL_KEYWORDS: dict[str, tuple[str, ...]] = {
 
 
 def keywords_for(label: str) -> tuple[str, ...]:
+    """The report words that name ``label`` (see :data:`LABEL_KEYWORDS`)."""
     return LABEL_KEYWORDS.get(label, (label.split()[-1].lower(),))
 
 
