@@ -78,26 +78,30 @@ def fixation_heatmap(
     image; ``out_shape`` resamples to the control resolution (area-exact, sum kept at 1).
     Fixations outside the image or the shown rectangle are dropped with a warning.
     """
-    fixations = filter_fixations(fixations, image_shape, source=fixations.attrs.get("source", "fixations"))
-    batch = reflacx_batch([fixations], [image_shape])
-    return _normalised(render_batch(batch, out_shape), [fixations.attrs.get("source", "fixations")])[0].numpy()
+    return fixation_heatmaps([fixations], [image_shape], out_shape)[0].numpy()
 
 
 def fixation_heatmaps(
     fixations: Sequence[pd.DataFrame],
     image_shapes: Sequence[tuple[int, int]],
-    out_shape: tuple[int, int],
+    out_shape: tuple[int, int] | None,
     *,
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
-    """Heatmaps of many readings at once, (cases, *out_shape), each summing to 1; CPU or GPU."""
+    """Heatmaps of many readings at once, (cases, *out_shape), each summing to 1; CPU or GPU.
+
+    ``out_shape=None`` keeps full resolution, which needs all images to have one shape.
+    """
+    sources = [
+        f.attrs.get("source", "fixations" if len(fixations) == 1 else f"case {i}") for i, f in enumerate(fixations)
+    ]
     kept = [
-        filter_fixations(f, s, source=f.attrs.get("source", f"case {i}"))
-        for i, (f, s) in enumerate(zip(fixations, image_shapes, strict=True))
+        filter_fixations(f, shape, source=source)
+        for f, shape, source in zip(fixations, image_shapes, sources, strict=True)
     ]
     batch = reflacx_batch(kept, image_shapes, device=device, dtype=dtype)
-    return _normalised(render_batch(batch, out_shape), [f.attrs.get("source", f"case {i}") for i, f in enumerate(kept)])
+    return _normalised(render_batch(batch, out_shape), sources)
 
 
 def reflacx_batch(
@@ -274,6 +278,12 @@ def _normalised(maps: torch.Tensor, sources: Sequence[str]) -> torch.Tensor:
     return maps / totals[:, None, None]
 
 
+def _normalised_or_zero(maps: torch.Tensor) -> np.ndarray:
+    """Each map divided by its sum; all-zero maps (no gaze in the window) stay zero."""
+    totals = maps.sum(dim=(-2, -1), keepdim=True)
+    return torch.where(totals > 0, maps / totals.clamp(min=1e-300), maps).cpu().numpy()
+
+
 def phrases(words: pd.DataFrame) -> list[Phrase]:
     """Split a ``timestamps_transcription`` table into sentences at words that are or end with '.'."""
     result, current, start = [], [], None
@@ -317,9 +327,7 @@ def phrase_heatmaps(
     fixations = filter_fixations(fixations, image_shape, source=fixations.attrs.get("source", "fixations"))
     weights = [window_weights(fixations, s, e, window) for s, e in spans]
     batch = reflacx_batch([fixations] * len(spans), [image_shape] * len(spans), weights)
-    maps = render_batch(batch, out_shape)
-    totals = maps.sum(dim=(-2, -1), keepdim=True)
-    return torch.where(totals > 0, maps / totals.clamp(min=1e-300), maps).cpu().numpy()
+    return _normalised_or_zero(render_batch(batch, out_shape))
 
 
 def sentence_heatmaps(
@@ -364,8 +372,7 @@ def finding_heatmaps(
     if not names:
         return {}
     maps = render_batch(reflacx_batch([fixations] * len(names), [image_shape] * len(names), weights), out_shape)
-    totals = maps.sum(dim=(-2, -1), keepdim=True)
-    maps = torch.where(totals > 0, maps / totals.clamp(min=1e-300), maps).cpu().numpy()
+    maps = _normalised_or_zero(maps)
     return dict(zip(names, maps, strict=True))
 
 
