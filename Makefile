@@ -26,7 +26,9 @@ test: install
 	$(BIN)/python -m pytest --nbval-lax runs/smoke/notebooks -p no:cacheprovider
 
 benchmark: install
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/gaze_heatmaps.py
+	$(BIN)/python benchmarks/radiomic_maps.py
 
 clean:
 	rm -rf _build runs book/chapters

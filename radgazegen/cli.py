@@ -25,6 +25,23 @@ def main(argv: list[str] | None = None) -> int:
     book.add_argument("--only", nargs="+", metavar="NAME", help="execute only these chapters (e.g. 01_gaze_heatmaps)")
     book.add_argument("--no-build", action="store_true", help="execute notebooks only")
 
+    controls = commands.add_parser("controls", help="extract control maps for every case into the run directory")
+    controls.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    controls.add_argument("--data", help="a REFLACX folder (main_data/...); default: the preset's phantom")
+    controls.add_argument("--images", help="MIMIC-CXR image root for a real REFLACX folder")
+    controls.add_argument("--run-dir", help="where artefacts and the manifest go (default runs/<preset>)")
+    controls.add_argument(
+        "--controls",
+        nargs="+",
+        metavar="NAME",
+        help="control names (default: all base controls"
+        " and the default texture maps), e.g. canny sobel log lungs gaze texture:glcm_Contrast",
+    )
+    controls.add_argument(
+        "--lung-masks", help="folder of <dicom_id>.png lung masks (else phantom truth or segmentation)"
+    )
+    controls.add_argument("--device", default=None, help="torch device (default: the preset's)")
+
     data = commands.add_parser("data", help="data set tools")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     phantom = data_commands.add_parser("phantom", help="write the phantom data set in the REFLACX layout")
@@ -36,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "book":
         return _book(args)
+    if args.command == "controls":
+        return _controls(args)
     return _phantom(args)
 
 
@@ -57,6 +76,36 @@ def _book(args: argparse.Namespace) -> int:
         html = build_html(args.root)
         print(f"book: {html / 'index.html'}")
     print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _controls(args: argparse.Namespace) -> int:
+    from radgazegen.controls.extract import extract_controls
+    from radgazegen.controls.registry import DEFAULT_CONTROLS, ControlSettings
+    from radgazegen.errors import DataFormatError
+    from radgazegen.runs import prepare_dataset, record, resolve_device, run_dir_for
+
+    preset = get_preset(args.preset)
+    run_dir = run_dir_for(preset, args.run_dir)
+    names = args.controls or list(DEFAULT_CONTROLS)
+    started = time.perf_counter()
+    try:
+        dataset = prepare_dataset(preset, args.data, run_dir, args.images)
+        registry = extract_controls(
+            dataset,
+            names,
+            run_dir,
+            ControlSettings(size=preset.control_size),
+            lung_dir=args.lung_masks,
+            device=resolve_device(args.device or preset.device),
+        )
+    except (DataFormatError, ValueError, FileNotFoundError) as err:
+        print(f"radgazegen controls: {err}", file=sys.stderr)
+        return 1
+    seconds = round(time.perf_counter() - started, 2)
+    record(run_dir, "controls", "extraction", registry.to_dict() | {"controls": names, "cases": len(dataset),
+                                                                    "seconds": seconds})  # fmt: skip
+    print(f"controls of {len(dataset)} cases in {run_dir / 'controls'} ({seconds} s)")
     return 0
 
 

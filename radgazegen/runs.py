@@ -45,6 +45,17 @@ def hardware() -> dict[str, object]:
     return found
 
 
+def resolve_device(device: str) -> str:
+    """A preset's device as torch sees it: ``"auto"`` is CUDA when a GPU is present, else CPU."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but torch sees no CUDA GPU")
+    return device
+
+
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "manifest.json"
     return json.loads(path.read_text()) if path.is_file() else {}

@@ -44,3 +44,19 @@ def test_reading_time_slider_spans_the_reading(phantom_dir: Path) -> None:
     assert slider.value == slider.max >= case.words()["timestamp_end_word"].max()
     slider.value = 0.0  # redraws without error
     plt.close("all")
+
+
+def test_texture_explorer_redraws_for_each_setting() -> None:
+    import numpy as np
+
+    from radgazegen.widgets import texture_explorer
+
+    plt.close("all")
+    image = np.random.default_rng(0).random((24, 20))
+    controls, _ = texture_explorer(image, ["glcm_Contrast", "firstorder_Mean"]).children
+    feature, radius, bins = controls.children
+    assert feature.value == "glcm_Contrast" and radius.value == 2 and bins.value == 32
+    feature.value, radius.value, bins.value = "firstorder_Mean", 1, 8  # each change redraws
+    assert len(plt.get_fignums()) == 4
+    assert plt.gcf().axes[1].get_title() == "firstorder_Mean, r=1, 8 bins"
+    plt.close("all")

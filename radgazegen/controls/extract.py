@@ -1,0 +1,114 @@
+"""Extract named controls for every case of a data set into a run directory: cached, resumable, normalised.
+
+Layout under ``<run_dir>/controls``::
+
+    <control>-<settings digest>/<case id>.npy   raw float32 map, one file per case (written atomically)
+    registry.json                                settings + robust scaling fitted on the training split
+
+A case whose file exists is not recomputed, so an interrupted extraction resumes where it stopped;
+changing a control's settings changes its digest and therefore its folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from radgazegen.controls.lungs import lung_mask
+from radgazegen.controls.registry import (
+    ControlInputs,
+    ControlRegistry,
+    ControlSettings,
+    check_names,
+    is_scaled,
+    raw_controls,
+)
+from radgazegen.data.images import load_image
+from radgazegen.data.reflacx import DroppedFixationsWarning, ReflacxDataset
+from radgazegen.io import atomic_path, write_json_atomic
+
+FIT_SPLIT = "train"
+
+
+def extract_controls(
+    dataset: ReflacxDataset,
+    names: Sequence[str],
+    run_dir: str | Path,
+    settings: ControlSettings,
+    *,
+    lung_dir: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> ControlRegistry:
+    """Compute the missing raw maps, fit the scaling on the training split, save and return the registry."""
+    names = check_names(names)
+    folder = Path(run_dir) / "controls"
+    started = time.perf_counter()
+    computed = dropped = 0
+    for case in tqdm(list(dataset), desc="controls", unit="case", disable=not progress):
+        missing = [name for name in names if not _path(folder, settings, name, case.id).is_file()]
+        if not missing:
+            continue
+        image, _ = load_image(case.image_path)
+        fixations = None
+        if "gaze" in missing:
+            with warnings.catch_warnings():  # counted and reported once below, not once per case
+                warnings.simplefilter("ignore", DroppedFixationsWarning)
+                fixations = case.fixations()
+            dropped += fixations.attrs["dropped"].total
+        lungs = None
+        if "lungs" in missing:
+            lungs = lung_mask(case.dicom_id, image, data_root=dataset.root, mask_dir=lung_dir)[0]
+        inputs = ControlInputs(image=image, fixations=fixations, lungs=lungs)
+        for name, values in raw_controls(missing, inputs, settings, device=device).items():
+            path = _path(folder, settings, name, case.id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp, tmp.open("wb") as handle:
+                np.save(handle, values)
+        computed += 1
+    registry = ControlRegistry(settings)
+    training = [case.id for case in dataset if case.split == FIT_SPLIT] or list(dataset.ids)
+    for name in names:
+        if is_scaled(name):
+            registry.fit(name, (np.load(_path(folder, settings, name, case_id)) for case_id in training))
+    if dropped:
+        warnings.warn(f"gaze: dropped {dropped} fixation(s) outside the image or the shown rectangle in {computed} "
+                      "case(s)", DroppedFixationsWarning, stacklevel=2)  # fmt: skip
+    data = registry.to_dict() | {"fitted_on": {"split": FIT_SPLIT, "cases": len(training)}, "controls": list(names),
+                                 "seconds": round(time.perf_counter() - started, 2), "cases_computed": computed,
+                                 "dropped_fixations": dropped}  # fmt: skip
+    write_json_atomic(folder / "registry.json", data)
+    return registry
+
+
+def load_registry(run_dir: str | Path) -> ControlRegistry:
+    """The registry (settings and fitted scaling) saved by :func:`extract_controls`."""
+    path = Path(run_dir) / "controls" / "registry.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no extracted controls; run `radgazegen controls --preset ...` first")
+    return ControlRegistry.from_dict(json.loads(path.read_text()))
+
+
+def load_controls(run_dir: str | Path, case_id: str, names: Sequence[str], registry: ControlRegistry | None = None
+                  ) -> dict[str, np.ndarray]:  # fmt: skip
+    """Normalised float32 maps in [0, 1] of one case's extracted controls."""
+    registry = registry or load_registry(run_dir)
+    folder = Path(run_dir) / "controls"
+    found = {}
+    for name in check_names(names):
+        path = _path(folder, registry.settings, name, case_id)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: control {name!r} of case {case_id} was not extracted")
+        found[name] = registry.normalise(name, np.load(path))
+    return found
+
+
+def _path(folder: Path, settings: ControlSettings, name: str, case_id: str) -> Path:
+    return folder / settings.key(name) / f"{case_id}.npy"

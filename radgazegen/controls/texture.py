@@ -1,0 +1,301 @@
+"""Voxel-wise radiomic texture maps that equal pyradiomics' voxel-based extraction, vectorised in torch.
+
+Semantics are pyradiomics' (``RadiomicsFeatureExtractor.execute(..., voxelBased=True)`` on a
+one-slice volume with ``force2D``):
+
+- the region is the mask's bounding box grown by the kernel radius (clipped to the image);
+- grey levels are discretised once, by bin count or bin width, over the mask voxels (masked kernel)
+  or over the whole region (unmasked kernel), exactly as ``radiomics.imageoperations.binImage``;
+- each mask voxel's kernel is the ``(2r+1) x (2r+1)`` square around it, clipped at the image border
+  and, with a masked kernel, restricted to the mask;
+- features are those of :mod:`~radgazegen.controls.texture_firstorder` and
+  :mod:`~radgazegen.controls.texture_glcm`; other pyradiomics classes (GLRLM, GLSZM, GLDM, NGTDM)
+  are computed by pyradiomics itself through :func:`~radgazegen.controls.reference.pyradiomics_maps`.
+
+Kernels are gathered for chunks of voxels (so memory stays bounded whatever the image size), sorted by
+how many grey levels they hold so that the small per-kernel eigenproblems of MCC come in batches of
+equal size. Everything runs on the tensor's device, CPU or CUDA.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from radgazegen.controls import texture_firstorder, texture_glcm
+from radgazegen.controls.multiset import tally
+from radgazegen.controls.texture_names import IMPLEMENTED, expand_features
+
+PROGRESS_VOXELS = 1 << 18
+"""Voxel count from which a progress bar is shown when ``progress`` is left to ``None``."""
+_MCC_BUDGET = 1 << 24  # entries of the per-chunk eigenproblem batch (voxels x angles x levels^2)
+
+
+def texture_maps(
+    image: np.ndarray | torch.Tensor,
+    features: str | Iterable[str],
+    *,
+    kernel_radius: int = 2,
+    bin_count: int | None = 32,
+    bin_width: float | None = None,
+    mask: np.ndarray | torch.Tensor | None = None,
+    masked_kernel: bool = True,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float64,
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+) -> dict[str, np.ndarray]:
+    """Feature maps of a 2-D image, one per pyradiomics feature name, each the image's shape.
+
+    ``features``: names such as ``"firstorder_Mean"`` or ``"glcm_Contrast"``, or a class name
+    (``"glcm"``) for all its non-deprecated features. ``bin_width``, when given, discretises by bin
+    width and ``bin_count`` is ignored. Voxels outside ``mask`` (default: the whole image) are ``nan``
+    (pyradiomics' ``initValue`` as :func:`~radgazegen.controls.reference.pyradiomics_maps` sets it).
+    ``device`` defaults to the image's device (CPU for numpy input). ``chunk_size`` voxels are processed
+    at a time (default 4096 on CPU, where it keeps the work in cache, and 65536 on CUDA).
+    """
+    names = expand_features(features)
+    image_array, mask_array = as_arrays(image, mask)
+    _check_settings(image_array, mask_array, kernel_radius, bin_count, bin_width, chunk_size or 1)
+    if device is None:
+        device = image.device if isinstance(image, torch.Tensor) else "cpu"
+    if chunk_size is None:
+        chunk_size = 65536 if torch.device(device).type == "cuda" else 4096
+    ours = [name for name in names if name.split("_", 1)[0] in IMPLEMENTED]
+    maps = _own_maps(image_array, mask_array, ours, kernel_radius, bin_count, bin_width, masked_kernel,
+                     torch.device(device), dtype, chunk_size, progress)  # fmt: skip
+    others = [name for name in names if name not in maps]
+    if others:
+        from radgazegen.controls.reference import pyradiomics_maps
+
+        maps.update(pyradiomics_maps(image_array, others, kernel_radius=kernel_radius, bin_count=bin_count,
+                                     bin_width=bin_width, mask=mask_array, masked_kernel=masked_kernel))  # fmt: skip
+    return {name: maps[name] for name in names}
+
+
+def segment_features(
+    image: np.ndarray | torch.Tensor,
+    features: str | Iterable[str],
+    *,
+    mask: np.ndarray | torch.Tensor | None = None,
+    bin_count: int | None = 32,
+    bin_width: float | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> dict[str, float]:
+    """Features of the whole mask (pyradiomics' segment-based extraction, ``force2D``), first-order and GLCM.
+
+    The same formulas as :func:`texture_maps` with one kernel that is the whole region.
+    """
+    names = expand_features(features)
+    unknown = [name for name in names if name.split("_", 1)[0] not in IMPLEMENTED]
+    if unknown:
+        raise ValueError(f"segment_features covers {', '.join(IMPLEMENTED)} only, not {', '.join(unknown)}")
+    image_array, mask_array = as_arrays(image, mask)
+    _check_settings(image_array, mask_array, 1, bin_count, bin_width, 1)
+    if not np.isfinite(image_array[mask_array]).all():
+        raise ValueError("image has non-finite values inside the mask")
+    edges = discretise(image_array[mask_array], bin_count, bin_width)
+    levels = np.where(mask_array, np.digitize(image_array, edges), 0)
+    present = np.unique(levels[mask_array])
+    values = torch.as_tensor(image_array[mask_array], dtype=dtype)[None]
+    window_levels = torch.as_tensor(levels[mask_array])[None]
+    first_order = texture_firstorder.FirstOrderWindows(values, window_levels, int(present.max()))
+    height, width = levels.shape
+    firsts, seconds = [], []
+    for dy, dx in texture_glcm.ANGLES:
+        rows, cols = slice(0, height - dy), slice(max(0, -dx), width - max(0, dx))
+        moved_rows, moved_cols = slice(dy, height), slice(max(0, dx), width + min(0, dx))
+        firsts.append(levels[rows, cols].ravel())
+        seconds.append(levels[moved_rows, moved_cols].ravel())
+    longest = max(len(f) for f in firsts)
+    first = torch.as_tensor(np.stack([np.pad(f, (0, longest - len(f))) for f in firsts]))[None]
+    second = torch.as_tensor(np.stack([np.pad(f, (0, longest - len(f))) for f in seconds]))[None]
+    valid = (first > 0) & (second > 0)
+    empty = valid.sum(-1)[0] == 0
+    lists = texture_glcm.CooccurrenceLists(first, second, valid, n_levels=len(present), max_level=int(present.max()),
+                                           empty_angles=empty, some_kernel_lacks_an_angle=False, dtype=dtype)  # fmt: skip
+    found = {}
+    for name in names:
+        cls, feature = name.split("_", 1)
+        module, data = (texture_firstorder, first_order) if cls == "firstorder" else (texture_glcm, lists)
+        found[name] = float(module.FEATURES[feature](data)[0])
+    return found
+
+
+def as_arrays(
+    image: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The image as float64 and the mask as bool numpy arrays (an all-true mask when ``None``), checked."""
+    image_array = _numpy(image).astype(np.float64)
+    if image_array.ndim != 2:
+        raise ValueError(f"image must be 2-D (height, width), got shape {image_array.shape}")
+    if mask is None:
+        return image_array, np.ones(image_array.shape, bool)
+    mask_array = _numpy(mask)
+    if mask_array.shape != image_array.shape:
+        raise ValueError(f"mask shape {mask_array.shape} differs from image shape {image_array.shape}")
+    mask_array = mask_array.astype(bool)
+    if mask_array.sum() < 2:
+        raise ValueError("mask must hold at least two voxels")
+    return image_array, mask_array
+
+
+def discretise(values: np.ndarray, bin_count: int | None, bin_width: float | None) -> np.ndarray:
+    """pyradiomics' bin edges for ``values`` (``imageoperations.getBinEdges``)."""
+    if bin_width is None:
+        edges = np.histogram(values, int(bin_count))[1]
+        edges[-1] += 1
+        return edges
+    low, high = float(values.min()), float(values.max())
+    edges = np.arange(low - (low % bin_width), high + 2 * bin_width, bin_width)
+    return np.array([edges[0] - 0.5, edges[0] + 0.5]) if len(edges) == 1 else edges
+
+
+@dataclass(frozen=True)
+class _Kernels:
+    """Flat padded grids of one region and the offsets that gather kernels and pairs from them."""
+
+    levels: torch.Tensor  # grey level per cell (0 = not in the kernel), sentinel 0 appended
+    values: torch.Tensor  # intensity per cell (nan = not in the kernel)
+    centres: torch.Tensor  # flat index of each mask voxel
+    window: torch.Tensor  # flat offsets of the kernel cells
+    first: torch.Tensor  # (angles, pairs) flat offsets of the first end of each pair
+    step: torch.Tensor  # (angles,) flat offset from the first to the second end
+    padding: torch.Tensor  # (angles, pairs) True where the pair slot is padding
+
+    def gather_window(self, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        index = centres[:, None] + self.window[None]
+        return self.values[index], self.levels[index]
+
+    def gather_pairs(self, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        first = centres[:, None, None] + self.first[None]
+        second = first + self.step[None, :, None]
+        sentinel = self.levels.numel() - 1
+        first = torch.where(self.padding[None], sentinel, first)
+        second = torch.where(self.padding[None], sentinel, second)
+        a, b = self.levels[first], self.levels[second]
+        return a, b, (a > 0) & (b > 0)
+
+
+def _kernels(levels: np.ndarray, values: np.ndarray, targets: np.ndarray, radius: int, device, dtype) -> _Kernels:
+    padded_width = levels.shape[1] + 2 * radius
+    level_grid = np.pad(levels, radius).ravel()
+    value_grid = np.pad(values, radius, constant_values=np.nan).ravel()
+    ys, xs = np.nonzero(targets)
+    centres = (ys + radius) * padded_width + xs + radius
+    span = range(-radius, radius + 1)
+    window = [dy * padded_width + dx for dy in span for dx in span]
+    firsts, paddings = [], []
+    for dy, dx in texture_glcm.ANGLES:
+        offsets = [oy * padded_width + ox for oy in span for ox in span if -radius <= oy + dy <= radius
+                   and -radius <= ox + dx <= radius]  # fmt: skip
+        firsts.append(offsets)
+    longest = max(len(o) for o in firsts)
+    paddings = [[False] * len(o) + [True] * (longest - len(o)) for o in firsts]
+    firsts = [o + [0] * (longest - len(o)) for o in firsts]
+
+    def tensor(array, kind=torch.int64):
+        return torch.as_tensor(np.asarray(array), dtype=kind, device=device)
+
+    return _Kernels(
+        levels=tensor(np.append(level_grid, 0)),
+        values=tensor(np.append(value_grid, np.nan), dtype),
+        centres=tensor(centres),
+        window=tensor(window),
+        first=tensor(firsts),
+        step=tensor([dy * padded_width + dx for dy, dx in texture_glcm.ANGLES]),
+        padding=tensor(paddings, torch.bool),
+    )
+
+
+def _own_maps(image, mask, names, radius, bin_count, bin_width, masked_kernel, device, dtype, chunk_size, progress):
+    if not names:
+        return {}
+    rows, cols = np.nonzero(mask)
+    top, left = max(rows.min() - radius, 0), max(cols.min() - radius, 0)
+    bottom, right = min(rows.max() + radius + 1, image.shape[0]), min(cols.max() + radius + 1, image.shape[1])
+    crop = image[top:bottom, left:right]
+    targets = mask[top:bottom, left:right]
+    in_kernel = targets if masked_kernel else np.ones(crop.shape, bool)
+    if not np.isfinite(crop[in_kernel]).all():
+        raise ValueError("image has non-finite values inside the region")
+    edges = discretise(crop[in_kernel], bin_count, bin_width)
+    levels = np.where(in_kernel, np.digitize(crop, edges), 0)
+    present = np.unique(levels[in_kernel])
+    kernels = _kernels(levels, np.where(in_kernel, crop, np.nan), targets, radius, device, dtype)
+
+    by_class: dict[str, list[str]] = {}
+    for name in names:
+        cls, feature = name.split("_", 1)
+        by_class.setdefault(cls, []).append(feature)
+
+    sizes, pair_counts = _survey(kernels, chunk_size, int(present.max()))
+    order = torch.argsort(sizes, stable=True)
+    empty_angles = pair_counts.sum(0) == 0
+    lacking = bool((pair_counts[:, ~empty_angles] == 0).any())
+
+    results = {name: torch.empty(len(order), dtype=dtype, device=device) for name in names}
+    total = len(order)
+    show = total >= PROGRESS_VOXELS if progress is None else progress
+    with tqdm(total=total, desc="texture maps", unit="voxel", disable=not show) as bar:
+        start = 0
+        while start < total:
+            widest = int(sizes[order[min(start + chunk_size, total) - 1]])
+            step = min(chunk_size, max(64, _MCC_BUDGET // (4 * widest * widest)))
+            chosen = order[start : start + step]
+            centres = kernels.centres[chosen]
+            if "firstorder" in by_class:
+                values, window_levels = kernels.gather_window(centres)
+                windows = texture_firstorder.FirstOrderWindows(values, window_levels, int(present.max()))
+                for feature in by_class["firstorder"]:
+                    results[f"firstorder_{feature}"][chosen] = texture_firstorder.FEATURES[feature](windows)
+            if "glcm" in by_class:
+                first, second, valid = kernels.gather_pairs(centres)
+                lists = texture_glcm.CooccurrenceLists(
+                    first, second, valid, n_levels=len(present), max_level=int(present.max()),
+                    empty_angles=empty_angles, some_kernel_lacks_an_angle=lacking, dtype=dtype,
+                )  # fmt: skip
+                for feature in by_class["glcm"]:
+                    results[f"glcm_{feature}"][chosen] = texture_glcm.FEATURES[feature](lists)
+            start += len(chosen)
+            bar.update(len(chosen))
+
+    ys, xs = np.nonzero(targets)
+    maps = {}
+    for name, values in results.items():
+        full = np.full(image.shape, np.nan, dtype=np.float64 if dtype == torch.float64 else np.float32)
+        full[ys + top, xs + left] = values.cpu().numpy()
+        maps[name] = full
+    return maps
+
+
+def _survey(kernels: _Kernels, chunk_size: int, max_level: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per mask voxel: how many grey levels its kernel holds, and its number of pairs per angle."""
+    sizes, counts = [], []
+    for start in range(0, len(kernels.centres), chunk_size):
+        centres = kernels.centres[start : start + chunk_size]
+        _, window_levels = kernels.gather_window(centres)
+        sizes.append((tally(window_levels, window_levels > 0, max_level + 1).counts > 0).sum(1))
+        counts.append(kernels.gather_pairs(centres)[2].sum(-1))
+    return torch.cat(sizes), torch.cat(counts)
+
+
+def _check_settings(image, mask, kernel_radius, bin_count, bin_width, chunk_size) -> None:
+    if isinstance(kernel_radius, bool) or not isinstance(kernel_radius, int) or kernel_radius < 1:
+        raise ValueError(f"kernel_radius must be an integer >= 1, got {kernel_radius!r}")
+    if bin_width is None:
+        if isinstance(bin_count, bool) or not isinstance(bin_count, int) or bin_count < 1:
+            raise ValueError(f"bin_count must be an integer >= 1 (or give bin_width), got {bin_count!r}")
+    elif not (isinstance(bin_width, int | float) and math.isfinite(bin_width) and bin_width > 0):
+        raise ValueError(f"bin_width must be a positive number, got {bin_width!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+
+
+def _numpy(array: np.ndarray | torch.Tensor) -> np.ndarray:
+    return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)

@@ -1,0 +1,54 @@
+"""pyradiomics feature names for the voxel-wise texture maps: which exist, and how a request expands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+FIRSTORDER = (
+    "Energy", "TotalEnergy", "Entropy", "Minimum", "10Percentile", "90Percentile", "Maximum", "Mean", "Median",
+    "InterquartileRange", "Range", "MeanAbsoluteDeviation", "RobustMeanAbsoluteDeviation", "RootMeanSquared",
+    "Skewness", "Kurtosis", "Variance", "Uniformity",
+)  # fmt: skip
+GLCM = (
+    "Autocorrelation", "JointAverage", "ClusterProminence", "ClusterShade", "ClusterTendency", "Contrast",
+    "Correlation", "DifferenceAverage", "DifferenceEntropy", "DifferenceVariance", "JointEnergy", "JointEntropy",
+    "Imc1", "Imc2", "Idm", "MCC", "Idmn", "Id", "Idn", "InverseVariance", "MaximumProbability", "SumAverage",
+    "SumEntropy", "SumSquares",
+)  # fmt: skip
+IMPLEMENTED: dict[str, tuple[str, ...]] = {"firstorder": FIRSTORDER, "glcm": GLCM}
+"""The non-deprecated features of each pyradiomics class that :func:`~radgazegen.controls.texture.texture_maps`
+computes itself; every other pyradiomics texture class goes to the reference."""
+REFERENCE_ONLY = ("glrlm", "glszm", "gldm", "ngtdm")
+
+
+def expand_features(features: str | Iterable[str]) -> list[str]:
+    """Expand ``"glcm"`` / ``"firstorder_Mean"`` style names into full ``"<class>_<Feature>"`` names.
+
+    A class name alone stands for all its non-deprecated features. Unknown classes or features raise a
+    ``ValueError`` that lists what exists. Order is kept, duplicates are dropped.
+    """
+    requested = [features] if isinstance(features, str) else list(features)
+    if not requested:
+        raise ValueError("no texture features requested")
+    names: list[str] = []
+    for item in requested:
+        cls, _, feature = str(item).partition("_")
+        known = _class_features(cls)
+        if not feature:
+            names.extend(f"{cls}_{name}" for name in known)
+        elif feature in known:
+            names.append(f"{cls}_{feature}")
+        else:
+            raise ValueError(f"unknown {cls} feature {feature!r}; known: {', '.join(known)}")
+    return list(dict.fromkeys(names))
+
+
+def _class_features(cls: str) -> tuple[str, ...]:
+    if cls in IMPLEMENTED:
+        return IMPLEMENTED[cls]
+    if cls in REFERENCE_ONLY:
+        from radiomics import getFeatureClasses
+
+        names = getFeatureClasses()[cls].getFeatureNames()
+        return tuple(name for name, deprecated in names.items() if not deprecated)
+    raise ValueError(f"unknown feature class {cls!r}; known: {', '.join([*IMPLEMENTED, *REFERENCE_ONLY])}")
