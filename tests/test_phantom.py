@@ -90,3 +90,16 @@ def test_images_look_like_radiographs(phantom_dir: Path) -> None:
     spine = image[int(0.3 * height) : int(0.5 * height), int(0.48 * width) : int(0.52 * width)]
     assert image[lungs].mean() + 0.2 < spine.mean()  # air dark, bone bright
     assert image[:, :3].mean() < 0.15  # air outside the body
+
+
+def test_every_finding_type_renders_inside_the_lungs_or_heart() -> None:
+    """Rare types too (pneumothorax is 1.5 %: a small phantom may never draw one)."""
+    from radgazegen.data.phantom.anatomy import AnatomyParams, render_anatomy
+    from radgazegen.data.phantom.findings import render_finding
+
+    rng = np.random.default_rng(0)
+    anatomy = render_anatomy(rng, (192, 160), AnatomyParams.sample(rng, heart_scale=1.0))
+    for kind in FINDING_TYPES:
+        finding = render_finding(rng, anatomy, kind)
+        assert finding.mask.dtype == bool and finding.mask.any(), kind.name
+        assert finding.delta.shape == finding.mask.shape and np.isfinite(finding.delta).all(), kind.name

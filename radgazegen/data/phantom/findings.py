@@ -189,7 +189,7 @@ def _pneumothorax(
     lateral = np.abs(anatomy.u - 0.5) > np.abs(anatomy.u[lung].mean() - 0.5) - 0.02
     mask = lung & (inward < width) & apex_half & lateral
     pleural_line = band(np.abs(inward - width), 0.004) * apex_half * lateral * lung
-    delta = -mask * (anatomy.vessels + 0.05) + 0.18 * pleural_line
+    delta = -(anatomy.vessels + 0.05) * mask + 0.18 * pleural_line
     return mask, delta, "small"
 
 
