@@ -59,6 +59,7 @@ def assert_maps_agree(ours: dict[str, np.ndarray], reference: dict[str, np.ndarr
         assert relative_difference(name, ours[name], expected) <= 1e-6, name
 
 
+CLASSES = ["firstorder", "glcm", "gldm", "ngtdm"]
 CASES = {
     "real, r=2, 32 bins": dict(source="real", box=(1000, 800, 32, 32), kernel_radius=2, bin_count=32),
     "real, r=1, bin width": dict(source="real", box=(1000, 800, 28, 36), kernel_radius=1, bin_width=100.0),
@@ -94,16 +95,16 @@ def _inputs(case: dict, radiograph: np.ndarray, phantom_case) -> tuple[np.ndarra
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
 def test_voxel_maps_equal_pyradiomics(case: dict, radiograph: np.ndarray, phantom_case) -> None:
     image, settings = _inputs(case, radiograph, phantom_case)
-    reference = pyradiomics_maps(image, ["firstorder", "glcm"], **settings)
-    assert_maps_agree(texture_maps(image, ["firstorder", "glcm"], **settings), reference)
+    reference = pyradiomics_maps(image, CLASSES, **settings)
+    assert_maps_agree(texture_maps(image, CLASSES, **settings), reference)
 
 
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
 def test_segment_features_equal_pyradiomics(case: dict, radiograph: np.ndarray, phantom_case) -> None:
     image, settings = _inputs(case, radiograph, phantom_case)
     keep = {k: settings[k] for k in ("mask", "bin_count", "bin_width") if k in settings}
-    reference = pyradiomics_features(image, ["firstorder", "glcm"], **keep)
-    ours = segment_features(image, ["firstorder", "glcm"], **keep)
+    reference = pyradiomics_features(image, CLASSES, **keep)
+    ours = segment_features(image, CLASSES, **keep)
     for name, expected in reference.items():
         assert ours[name] == pytest.approx(expected, rel=1e-6, abs=1e-9, nan_ok=True), name
 
@@ -124,6 +125,7 @@ def test_feature_names_expand_and_unknown_names_are_rejected() -> None:
     assert expand_features("glcm") == [f"glcm_{n}" for n in GLCM]
     assert expand_features(["firstorder_Mean", "firstorder"])[:2] == ["firstorder_Mean", "firstorder_Energy"]
     assert len(expand_features("firstorder")) == len(FIRSTORDER) == 18
+    assert len(expand_features(["gldm", "ngtdm"])) == 14 + 5
     with pytest.raises(ValueError, match="unknown glcm feature 'Dissimilarity'"):
         expand_features("glcm_Dissimilarity")
     with pytest.raises(ValueError, match="unknown feature class 'shape'"):
@@ -154,10 +156,10 @@ def test_torch_input_float32_and_other_classes(radiograph: np.ndarray) -> None:
         assert values.dtype == np.float32
         np.testing.assert_allclose(values, exact[name], rtol=1e-4)
     # classes we do not implement come from pyradiomics itself, in the requested order
-    mixed = texture_maps(image, ["gldm_DependenceEntropy", "glcm_Contrast"], kernel_radius=1)
-    assert list(mixed) == ["gldm_DependenceEntropy", "glcm_Contrast"]
-    reference = pyradiomics_maps(image, "gldm_DependenceEntropy", kernel_radius=1)
-    np.testing.assert_array_equal(mixed["gldm_DependenceEntropy"], reference["gldm_DependenceEntropy"])
+    mixed = texture_maps(image, ["glszm_ZoneEntropy", "glcm_Contrast"], kernel_radius=1)
+    assert list(mixed) == ["glszm_ZoneEntropy", "glcm_Contrast"]
+    reference = pyradiomics_maps(image, "glszm_ZoneEntropy", kernel_radius=1)
+    np.testing.assert_array_equal(mixed["glszm_ZoneEntropy"], reference["glszm_ZoneEntropy"])
 
 
 @pytest.mark.parametrize("n_keys", [12, DENSE_LIMIT + 50])
@@ -182,6 +184,6 @@ def test_dense_and_sorted_tallies_agree(n_keys: int) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_maps_equal_cpu_maps(radiograph: np.ndarray) -> None:
     image = radiograph[1000:1064, 800:864]
-    cpu = texture_maps(image, ["firstorder", "glcm"])
-    gpu = texture_maps(image, ["firstorder", "glcm"], device="cuda")
+    cpu = texture_maps(image, CLASSES)
+    gpu = texture_maps(image, CLASSES, device="cuda")
     assert_maps_agree(gpu, cpu)

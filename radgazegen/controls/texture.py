@@ -8,9 +8,10 @@ one-slice volume with ``force2D``):
   or over the whole region (unmasked kernel), exactly as ``radiomics.imageoperations.binImage``;
 - each mask voxel's kernel is the ``(2r+1) x (2r+1)`` square around it, clipped at the image border
   and, with a masked kernel, restricted to the mask;
-- features are those of :mod:`~radgazegen.controls.texture_firstorder` and
-  :mod:`~radgazegen.controls.texture_glcm`; other pyradiomics classes (GLRLM, GLSZM, GLDM, NGTDM)
-  are computed by pyradiomics itself through :func:`~radgazegen.controls.reference.pyradiomics_maps`.
+- features are those of :mod:`~radgazegen.controls.texture_firstorder`,
+  :mod:`~radgazegen.controls.texture_glcm` and :mod:`~radgazegen.controls.texture_neighbourhood`
+  (GLDM, NGTDM); GLRLM and GLSZM, whose runs and zones are not local to a voxel's neighbours, are
+  computed by pyradiomics itself through :func:`~radgazegen.controls.reference.pyradiomics_maps`.
 
 Kernels are gathered for chunks of voxels (so memory stays bounded whatever the image size), sorted by
 how many grey levels they hold so that the small per-kernel eigenproblems of MCC come in batches of
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from radgazegen.controls import texture_firstorder, texture_glcm
+from radgazegen.controls import texture_firstorder, texture_glcm, texture_neighbourhood
 from radgazegen.controls.multiset import tally
 from radgazegen.controls.texture_names import IMPLEMENTED, expand_features
 
@@ -87,7 +88,7 @@ def segment_features(
     bin_width: float | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> dict[str, float]:
-    """Features of the whole mask (pyradiomics' segment-based extraction, ``force2D``), first-order and GLCM.
+    """Features of the whole mask (pyradiomics' segment-based extraction, ``force2D``): first-order, GLCM, GLDM, NGTDM.
 
     The same formulas as :func:`texture_maps` with one kernel that is the whole region.
     """
@@ -119,11 +120,18 @@ def segment_features(
     empty = valid.sum(-1)[0] == 0
     lists = texture_glcm.CooccurrenceLists(first, second, valid, n_levels=len(present), max_level=int(present.max()),
                                            empty_angles=empty, some_kernel_lacks_an_angle=False, dtype=dtype)  # fmt: skip
+    neighbourhood = texture_neighbourhood.NeighbourhoodWindows(torch.as_tensor(levels)[None], int(present.max()), dtype)
+    tables = {
+        "firstorder": (texture_firstorder.FEATURES, first_order),
+        "glcm": (texture_glcm.FEATURES, lists),
+        "gldm": (texture_neighbourhood.GLDM, neighbourhood),
+        "ngtdm": (texture_neighbourhood.NGTDM, neighbourhood),
+    }
     found = {}
     for name in names:
         cls, feature = name.split("_", 1)
-        module, data = (texture_firstorder, first_order) if cls == "firstorder" else (texture_glcm, lists)
-        found[name] = float(module.FEATURES[feature](data)[0])
+        table, data = tables[cls]
+        found[name] = float(table[feature](data)[0])
     return found
 
 
@@ -262,6 +270,16 @@ def _own_maps(image, mask, names, radius, bin_count, bin_width, masked_kernel, d
                 )  # fmt: skip
                 for feature in by_class["glcm"]:
                     results[f"glcm_{feature}"][chosen] = texture_glcm.FEATURES[feature](lists)
+            neighbourhood = [(cls, name) for cls in ("gldm", "ngtdm") for name in by_class.get(cls, [])]
+            if neighbourhood:
+                _, window_levels = kernels.gather_window(centres)
+                side = 2 * radius + 1
+                windows = texture_neighbourhood.NeighbourhoodWindows(
+                    window_levels.reshape(-1, side, side), int(present.max()), dtype
+                )
+                for cls, feature in neighbourhood:
+                    table = texture_neighbourhood.GLDM if cls == "gldm" else texture_neighbourhood.NGTDM
+                    results[f"{cls}_{feature}"][chosen] = table[feature](windows)
             start += len(chosen)
             bar.update(len(chosen))
 

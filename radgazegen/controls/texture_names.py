@@ -15,10 +15,17 @@ GLCM = (
     "Imc1", "Imc2", "Idm", "MCC", "Idmn", "Id", "Idn", "InverseVariance", "MaximumProbability", "SumAverage",
     "SumEntropy", "SumSquares",
 )  # fmt: skip
-IMPLEMENTED: dict[str, tuple[str, ...]] = {"firstorder": FIRSTORDER, "glcm": GLCM}
+GLDM = (
+    "SmallDependenceEmphasis", "LargeDependenceEmphasis", "GrayLevelNonUniformity", "DependenceNonUniformity",
+    "DependenceNonUniformityNormalized", "GrayLevelVariance", "DependenceVariance", "DependenceEntropy",
+    "LowGrayLevelEmphasis", "HighGrayLevelEmphasis", "SmallDependenceLowGrayLevelEmphasis",
+    "SmallDependenceHighGrayLevelEmphasis", "LargeDependenceLowGrayLevelEmphasis", "LargeDependenceHighGrayLevelEmphasis",
+)  # fmt: skip
+NGTDM = ("Coarseness", "Contrast", "Busyness", "Complexity", "Strength")
+IMPLEMENTED: dict[str, tuple[str, ...]] = {"firstorder": FIRSTORDER, "glcm": GLCM, "gldm": GLDM, "ngtdm": NGTDM}
 """The non-deprecated features of each pyradiomics class that :func:`~radgazegen.controls.texture.texture_maps`
 computes itself; every other pyradiomics texture class goes to the reference."""
-REFERENCE_ONLY = ("glrlm", "glszm", "gldm", "ngtdm")
+REFERENCE_ONLY = ("glrlm", "glszm")
 
 
 def expand_features(features: str | Iterable[str]) -> list[str]:
