@@ -8,10 +8,11 @@ one-slice volume with ``force2D``):
   or over the whole region (unmasked kernel), exactly as ``radiomics.imageoperations.binImage``;
 - each mask voxel's kernel is the ``(2r+1) x (2r+1)`` square around it, clipped at the image border
   and, with a masked kernel, restricted to the mask;
-- features are those of :mod:`~radgazegen.controls.texture_firstorder`,
-  :mod:`~radgazegen.controls.texture_glcm` and :mod:`~radgazegen.controls.texture_neighbourhood`
-  (GLDM, NGTDM); GLRLM and GLSZM, whose runs and zones are not local to a voxel's neighbours, are
-  computed by pyradiomics itself through :func:`~radgazegen.controls.reference.pyradiomics_maps`.
+- features are every non-deprecated texture feature of pyradiomics: first-order
+  (:mod:`~radgazegen.controls.texture_firstorder`), GLCM (:mod:`~radgazegen.controls.texture_glcm`),
+  GLRLM and GLSZM (:mod:`~radgazegen.controls.texture_zones`), GLDM and NGTDM
+  (:mod:`~radgazegen.controls.texture_neighbourhood`); :func:`~radgazegen.controls.reference.pyradiomics_maps`
+  runs pyradiomics itself, the reference they are tested against.
 
 Kernels are gathered for chunks of voxels (so memory stays bounded whatever the image size), sorted by
 how many grey levels they hold so that the small per-kernel eigenproblems of MCC come in batches of
@@ -28,9 +29,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from radgazegen.controls import texture_firstorder, texture_glcm, texture_neighbourhood
+from radgazegen.controls import texture_firstorder, texture_glcm, texture_neighbourhood, texture_zones
 from radgazegen.controls.multiset import tally
-from radgazegen.controls.texture_names import IMPLEMENTED, expand_features
+from radgazegen.controls.texture_names import expand_features
 
 PROGRESS_VOXELS = 1 << 18
 """Voxel count from which a progress bar is shown when ``progress`` is left to ``None``."""
@@ -67,16 +68,8 @@ def texture_maps(
         device = image.device if isinstance(image, torch.Tensor) else "cpu"
     if chunk_size is None:
         chunk_size = 65536 if torch.device(device).type == "cuda" else 4096
-    ours = [name for name in names if name.split("_", 1)[0] in IMPLEMENTED]
-    maps = _own_maps(image_array, mask_array, ours, kernel_radius, bin_count, bin_width, masked_kernel,
-                     torch.device(device), dtype, chunk_size, progress)  # fmt: skip
-    others = [name for name in names if name not in maps]
-    if others:
-        from radgazegen.controls.reference import pyradiomics_maps
-
-        maps.update(pyradiomics_maps(image_array, others, kernel_radius=kernel_radius, bin_count=bin_count,
-                                     bin_width=bin_width, mask=mask_array, masked_kernel=masked_kernel))  # fmt: skip
-    return {name: maps[name] for name in names}
+    return _maps(image_array, mask_array, names, kernel_radius, bin_count, bin_width, masked_kernel,
+                 torch.device(device), dtype, chunk_size, progress)  # fmt: skip
 
 
 def segment_features(
@@ -88,14 +81,11 @@ def segment_features(
     bin_width: float | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> dict[str, float]:
-    """Features of the whole mask (pyradiomics' segment-based extraction, ``force2D``): first-order, GLCM, GLDM, NGTDM.
+    """Features of the whole mask, as pyradiomics' segment-based extraction (``force2D``) gives them.
 
     The same formulas as :func:`texture_maps` with one kernel that is the whole region.
     """
     names = expand_features(features)
-    unknown = [name for name in names if name.split("_", 1)[0] not in IMPLEMENTED]
-    if unknown:
-        raise ValueError(f"segment_features covers {', '.join(IMPLEMENTED)} only, not {', '.join(unknown)}")
     image_array, mask_array = as_arrays(image, mask)
     _check_settings(image_array, mask_array, 1, bin_count, bin_width, 1)
     if not np.isfinite(image_array[mask_array]).all():
@@ -120,12 +110,10 @@ def segment_features(
     empty = valid.sum(-1)[0] == 0
     lists = texture_glcm.CooccurrenceLists(first, second, valid, n_levels=len(present), max_level=int(present.max()),
                                            empty_angles=empty, some_kernel_lacks_an_angle=False, dtype=dtype)  # fmt: skip
-    neighbourhood = texture_neighbourhood.NeighbourhoodWindows(torch.as_tensor(levels)[None], int(present.max()), dtype)
     tables = {
         "firstorder": (texture_firstorder.FEATURES, first_order),
         "glcm": (texture_glcm.FEATURES, lists),
-        "gldm": (texture_neighbourhood.GLDM, neighbourhood),
-        "ngtdm": (texture_neighbourhood.NGTDM, neighbourhood),
+        **_grid_classes(torch.as_tensor(levels)[None], int(present.max()), dtype, set(GRID_CLASSES)),
     }
     found = {}
     for name in names:
@@ -221,7 +209,7 @@ def _kernels(levels: np.ndarray, values: np.ndarray, targets: np.ndarray, radius
     )
 
 
-def _own_maps(image, mask, names, radius, bin_count, bin_width, masked_kernel, device, dtype, chunk_size, progress):
+def _maps(image, mask, names, radius, bin_count, bin_width, masked_kernel, device, dtype, chunk_size, progress):
     if not names:
         return {}
     rows, cols = np.nonzero(mask)
@@ -270,16 +258,14 @@ def _own_maps(image, mask, names, radius, bin_count, bin_width, masked_kernel, d
                 )  # fmt: skip
                 for feature in by_class["glcm"]:
                     results[f"glcm_{feature}"][chosen] = texture_glcm.FEATURES[feature](lists)
-            neighbourhood = [(cls, name) for cls in ("gldm", "ngtdm") for name in by_class.get(cls, [])]
-            if neighbourhood:
+            on_grid = [(cls, name) for cls in GRID_CLASSES for name in by_class.get(cls, [])]
+            if on_grid:
                 _, window_levels = kernels.gather_window(centres)
-                side = 2 * radius + 1
-                windows = texture_neighbourhood.NeighbourhoodWindows(
-                    window_levels.reshape(-1, side, side), int(present.max()), dtype
-                )
-                for cls, feature in neighbourhood:
-                    table = texture_neighbourhood.GLDM if cls == "gldm" else texture_neighbourhood.NGTDM
-                    results[f"{cls}_{feature}"][chosen] = table[feature](windows)
+                grids = _grid_classes(window_levels.reshape(-1, 2 * radius + 1, 2 * radius + 1), int(present.max()),
+                                      dtype, {cls for cls, _ in on_grid})  # fmt: skip
+                for cls, feature in on_grid:
+                    table, data = grids[cls]
+                    results[f"{cls}_{feature}"][chosen] = table[feature](data)
             start += len(chosen)
             bar.update(len(chosen))
 
@@ -290,6 +276,23 @@ def _own_maps(image, mask, names, radius, bin_count, bin_width, masked_kernel, d
         full[ys + top, xs + left] = values.cpu().numpy()
         maps[name] = full
     return maps
+
+
+GRID_CLASSES = ("glrlm", "glszm", "gldm", "ngtdm")
+"""Classes computed on each kernel as a small 2-D grid (runs, zones, neighbours) rather than a pair list."""
+
+
+def _grid_classes(levels: torch.Tensor, max_level: int, dtype: torch.dtype, wanted: set[str]) -> dict[str, tuple]:
+    """Feature tables and their input for the grid classes in ``wanted``, on ``(kernels, height, width)`` levels."""
+    found: dict[str, tuple] = {}
+    if wanted & {"gldm", "ngtdm"}:
+        windows = texture_neighbourhood.NeighbourhoodWindows(levels, max_level, dtype)
+        found["gldm"], found["ngtdm"] = (texture_neighbourhood.GLDM, windows), (texture_neighbourhood.NGTDM, windows)
+    if "glrlm" in wanted:
+        found["glrlm"] = (texture_zones.GLRLM, texture_zones.runs(levels, max_level, dtype))
+    if "glszm" in wanted:
+        found["glszm"] = (texture_zones.GLSZM, texture_zones.zones(levels, max_level, dtype))
+    return found
 
 
 def _survey(kernels: _Kernels, chunk_size: int, max_level: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,10 +22,23 @@ GLDM = (
     "SmallDependenceHighGrayLevelEmphasis", "LargeDependenceLowGrayLevelEmphasis", "LargeDependenceHighGrayLevelEmphasis",
 )  # fmt: skip
 NGTDM = ("Coarseness", "Contrast", "Busyness", "Complexity", "Strength")
-IMPLEMENTED: dict[str, tuple[str, ...]] = {"firstorder": FIRSTORDER, "glcm": GLCM, "gldm": GLDM, "ngtdm": NGTDM}
-"""The non-deprecated features of each pyradiomics class that :func:`~radgazegen.controls.texture.texture_maps`
-computes itself; every other pyradiomics texture class goes to the reference."""
-REFERENCE_ONLY = ("glrlm", "glszm")
+GLRLM = (
+    "ShortRunEmphasis", "LongRunEmphasis", "GrayLevelNonUniformity", "GrayLevelNonUniformityNormalized",
+    "RunLengthNonUniformity", "RunLengthNonUniformityNormalized", "RunPercentage", "GrayLevelVariance", "RunVariance",
+    "RunEntropy", "LowGrayLevelRunEmphasis", "HighGrayLevelRunEmphasis", "ShortRunLowGrayLevelEmphasis",
+    "ShortRunHighGrayLevelEmphasis", "LongRunLowGrayLevelEmphasis", "LongRunHighGrayLevelEmphasis",
+)  # fmt: skip
+GLSZM = (
+    "SmallAreaEmphasis", "LargeAreaEmphasis", "GrayLevelNonUniformity", "GrayLevelNonUniformityNormalized",
+    "SizeZoneNonUniformity", "SizeZoneNonUniformityNormalized", "ZonePercentage", "GrayLevelVariance", "ZoneVariance",
+    "ZoneEntropy", "LowGrayLevelZoneEmphasis", "HighGrayLevelZoneEmphasis", "SmallAreaLowGrayLevelEmphasis",
+    "SmallAreaHighGrayLevelEmphasis", "LargeAreaLowGrayLevelEmphasis", "LargeAreaHighGrayLevelEmphasis",
+)  # fmt: skip
+IMPLEMENTED: dict[str, tuple[str, ...]] = {
+    "firstorder": FIRSTORDER, "glcm": GLCM, "glrlm": GLRLM, "glszm": GLSZM, "gldm": GLDM, "ngtdm": NGTDM,
+}  # fmt: skip
+"""The non-deprecated features of every pyradiomics texture class (shape aside), all computed by
+:func:`~radgazegen.controls.texture.texture_maps`; :mod:`~radgazegen.controls.reference` runs pyradiomics itself."""
 
 
 def expand_features(features: str | Iterable[str]) -> list[str]:
@@ -53,9 +66,4 @@ def expand_features(features: str | Iterable[str]) -> list[str]:
 def _class_features(cls: str) -> tuple[str, ...]:
     if cls in IMPLEMENTED:
         return IMPLEMENTED[cls]
-    if cls in REFERENCE_ONLY:
-        from radiomics import getFeatureClasses
-
-        names = getFeatureClasses()[cls].getFeatureNames()
-        return tuple(name for name, deprecated in names.items() if not deprecated)
-    raise ValueError(f"unknown feature class {cls!r}; known: {', '.join([*IMPLEMENTED, *REFERENCE_ONLY])}")
+    raise ValueError(f"unknown feature class {cls!r}; known: {', '.join(IMPLEMENTED)}")

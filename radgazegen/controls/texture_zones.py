@@ -1,0 +1,151 @@
+r"""Run-length (GLRLM) and size-zone (GLSZM) features of each voxel's kernel, as pyradiomics defines them.
+
+Inside a kernel (and the mask), a *run* is a maximal line of equal grey levels along one of the four
+in-plane directions and a *zone* a maximal 8-connected region of equal grey levels. Both give a list of
+objects with a grey level :math:`i` and a size :math:`j` (run length, zone area) from which the same
+sixteen features follow. With :math:`N` objects covering :math:`N_p` voxels, :math:`p_g(i)`,
+:math:`p_s(j)` and :math:`p(i, j)` the numbers of objects with level :math:`i`, size :math:`j`, both:
+
+=============================== ====================================================
+emphasis of small / large sizes :math:`\sum_j p_s(j)/j^2 / N`, :math:`\sum_j p_s(j)j^2 / N`
+(normalised) non-uniformity     :math:`\sum_i p_g(i)^2 / N` (:math:`/N^2`), same for :math:`p_s`
+percentage                      :math:`N / N_p`
+variances                       of :math:`i` and of :math:`j` over the objects
+entropy                         :math:`-\sum_{i,j} \frac{p(i,j)}{N}\log_2(\frac{p(i,j)}{N}+\epsilon)`
+grey-level emphases             means over the objects of :math:`i^{-2}`, :math:`i^2`, :math:`i^{-2}j^{-2}`,
+                                :math:`i^2j^{-2}`, :math:`j^2i^{-2}`, :math:`i^2j^2`
+=============================== ====================================================
+
+GLRLM features are computed per direction and averaged over the directions that have runs; GLSZM
+has one zone list per kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+
+import torch
+import torch.nn.functional as F
+
+from radgazegen.controls import texture_names
+from radgazegen.controls.multiset import tally
+from radgazegen.controls.texture_firstorder import EPS
+from radgazegen.controls.texture_glcm import ANGLES
+from radgazegen.controls.texture_neighbourhood import NEIGHBOURS
+
+
+def _shift(grid: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``out[y, x] = grid[y + dy, x + dx]``, zero outside the grid (last two axes)."""
+    height, width = grid.shape[-2:]
+    padded = F.pad(grid, (abs(dx), abs(dx), abs(dy), abs(dy)))
+    return padded[..., abs(dy) + dy : abs(dy) + dy + height, abs(dx) + dx : abs(dx) + dx + width]
+
+
+class Objects:
+    """Objects (runs or zones) as ``(..., cells)`` lists: grey level, size, and which cells start one."""
+
+    def __init__(self, level: torch.Tensor, size: torch.Tensor, is_object: torch.Tensor, max_level: int,
+                 max_size: int, dtype: torch.dtype) -> None:  # fmt: skip
+        self.level, self.size, self.valid = level, size, is_object
+        self.max_level, self.max_size, self.dtype = max_level, max_size, dtype
+        self.present = is_object.to(dtype)
+        self.count = self.present.sum(-1)
+        self.i = torch.where(is_object, level, 1).to(dtype)
+        self.j = torch.where(is_object, size, 1).to(dtype)
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        return (values * self.present).sum(-1) / self.count
+
+    def share(self, keys: torch.Tensor, n_keys: int) -> torch.Tensor:
+        return tally(keys, self.valid, n_keys).element_counts.to(self.dtype) / self.count[..., None]
+
+    @cached_property
+    def features(self) -> dict[str, torch.Tensor]:
+        """The sixteen features under their GLSZM-style short names (SE, LE, GLN, ... LHGLE)."""
+        level_share = self.share(self.level, self.max_level + 1)
+        size_share = self.share(self.size, self.max_size + 1)
+        joint = self.share(self.level * (self.max_size + 1) + self.size, (self.max_level + 1) * (self.max_size + 1))
+        i2, j2 = self.i**2, self.j**2
+        return {
+            "SE": self.mean(1 / j2),
+            "LE": self.mean(j2),
+            "GLN": self.mean(level_share) * self.count,
+            "GLNN": self.mean(level_share),
+            "SN": self.mean(size_share) * self.count,
+            "SNN": self.mean(size_share),
+            "P": self.count / (self.j * self.present).sum(-1),
+            "GLV": self.mean((self.i - self.mean(self.i)[..., None]) ** 2),
+            "SV": self.mean((self.j - self.mean(self.j)[..., None]) ** 2),
+            "E": -self.mean(torch.log2(joint + EPS)),
+            "LGLE": self.mean(1 / i2),
+            "HGLE": self.mean(i2),
+            "SLGLE": self.mean(1 / (i2 * j2)),
+            "SHGLE": self.mean(i2 / j2),
+            "LLGLE": self.mean(j2 / i2),
+            "LHGLE": self.mean(i2 * j2),
+        }
+
+
+def runs(levels: torch.Tensor, max_level: int, dtype: torch.dtype) -> Objects:
+    """Runs along each in-plane direction of ``(voxels, height, width)`` kernels: lists ``(voxels, angles, cells)``."""
+    side = max(levels.shape[-2:])
+    starts, lengths = [], []
+    for dy, dx in ANGLES:
+        previous = _shift(levels, -dy, -dx)
+        valid = levels > 0
+        start = valid & (previous != levels)
+        continues = valid & (previous == levels)
+        length = start.long()
+        chain = start.clone()
+        for step in range(1, side):
+            chain = chain & _shift(continues, step * dy, step * dx)
+            length = length + chain
+        starts.append(start.flatten(1))
+        lengths.append(length.flatten(1))
+    start, length = torch.stack(starts, 1), torch.stack(lengths, 1)
+    level = levels.flatten(1)[:, None, :].expand_as(start)
+    return Objects(level, length, start, max_level, side, dtype)
+
+
+def zones(levels: torch.Tensor, max_level: int, dtype: torch.dtype) -> Objects:
+    """8-connected zones of equal grey level in ``(voxels, height, width)`` kernels: lists ``(voxels, cells)``."""
+    height, width = levels.shape[-2:]
+    cells = height * width
+    valid = levels > 0
+    index = torch.arange(1, cells + 1, device=levels.device).reshape(height, width).expand_as(levels)
+    label = torch.where(valid, index, cells + 1)
+    while True:
+        smallest = label
+        for dy, dx in NEIGHBOURS:
+            neighbour = _shift(label, dy, dx)
+            same = valid & (_shift(levels, dy, dx) == levels)
+            smallest = torch.where(same, torch.minimum(smallest, neighbour), smallest)
+        if torch.equal(smallest, label):
+            break
+        label = smallest
+    flat_label, flat_valid = label.flatten(1), valid.flatten(1)
+    root = flat_valid & (flat_label == index.flatten(1))
+    size = tally(torch.where(flat_valid, flat_label, 0), flat_valid, cells + 2).element_counts.long()
+    return Objects(levels.flatten(1), size, root, max_level, cells, dtype)
+
+
+def _direction_mean(short: str) -> Callable[[Objects], torch.Tensor]:
+    def feature(objects: Objects) -> torch.Tensor:
+        return torch.nanmean(objects.features[short], dim=-1)  # directions without runs are nan
+
+    return feature
+
+
+def _single(short: str) -> Callable[[Objects], torch.Tensor]:
+    def feature(objects: Objects) -> torch.Tensor:
+        return objects.features[short]
+
+    return feature
+
+
+SHORT_NAMES = ("SE", "LE", "GLN", "GLNN", "SN", "SNN", "P", "GLV", "SV", "E", "LGLE", "HGLE", "SLGLE", "SHGLE",
+               "LLGLE", "LHGLE")  # fmt: skip
+"""The keys of :meth:`Objects.features`, in the order of pyradiomics' GLRLM and GLSZM feature names."""
+GLRLM = {name: _direction_mean(short) for name, short in zip(texture_names.GLRLM, SHORT_NAMES, strict=True)}
+GLSZM = {name: _single(short) for name, short in zip(texture_names.GLSZM, SHORT_NAMES, strict=True)}
