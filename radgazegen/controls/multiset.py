@@ -56,3 +56,25 @@ def tally(keys: torch.Tensor, valid: torch.Tensor, n_keys: int) -> Tally:
     counts.scatter_add_(-1, run_index.clamp(min=0), live.int())
     slot = torch.empty_like(run_index).scatter_(-1, order, torch.where(live, run_index, -1))
     return Tally(counts=counts, slot=slot)
+
+
+class ItemLists:
+    """Rows of items (``(..., n)``, invalid slots masked out) with means over the valid items of each row.
+
+    The base of the kernel-wise feature classes whose features are averages over a kernel's voxels,
+    runs or zones; ``count`` is the number of valid items per row.
+    """
+
+    def __init__(self, valid: torch.Tensor, dtype: torch.dtype) -> None:
+        self.valid = valid
+        self.dtype = dtype
+        self.present = valid.to(dtype)
+        self.count = self.present.sum(-1)
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """The mean of ``values`` over each row's valid items (``values`` must be finite on invalid slots)."""
+        return (values * self.present).sum(-1) / self.count
+
+    def share(self, keys: torch.Tensor, n_keys: int) -> torch.Tensor:
+        """Each item's share of its row's items with the same key (keys in ``[0, n_keys)``)."""
+        return tally(keys, self.valid, n_keys).element_counts.to(self.dtype) / self.count[..., None]

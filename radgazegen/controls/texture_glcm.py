@@ -25,9 +25,9 @@ from radgazegen.controls.multiset import tally
 from radgazegen.controls.texture_firstorder import EPS
 
 ANGLES = ((0, 1), (1, 0), (1, 1), (1, -1))
+"""The in-plane (row, column) offsets at distance 1, one per direction."""
 EIGEN_BATCH = 8192
 """Matrices per call of the batched eigen-solver (cuSOLVER's workspace grows with the batch)."""
-"""The in-plane (row, column) offsets at distance 1, one per direction."""
 
 
 class CooccurrenceLists:
@@ -315,7 +315,8 @@ def inverse_variance(c: CooccurrenceLists) -> torch.Tensor:
 
 def maximum_probability(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\max_{i,j} P(i,j)`."""
-    return c.average(torch.where(c.valid, c.entry, 0).amax(-1) / torch.where(c.pairs > 0, 1, torch.nan))
+    largest = torch.where(c.valid, c.entry, 0).amax(-1)
+    return c.average(torch.where(c.pairs > 0, largest, torch.nan))
 
 
 def sum_average(c: CooccurrenceLists) -> torch.Tensor:

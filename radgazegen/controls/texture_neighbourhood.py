@@ -17,50 +17,45 @@ from functools import cached_property
 
 import torch
 
-from radgazegen.controls.multiset import tally
+from radgazegen.controls.multiset import ItemLists, tally
 from radgazegen.controls.texture_firstorder import EPS
 
 NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (1, -1), (0, -1), (-1, 0), (-1, -1), (-1, 1))
+"""The 8 in-plane (row, column) neighbour offsets."""
 
 
-class NeighbourhoodWindows:
+def shift(grid: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``out[..., y, x] = grid[..., y + dy, x + dx]``, zero outside the grid (last two axes)."""
+    height, width = grid.shape[-2:]
+    padded = torch.nn.functional.pad(grid, (abs(dx), abs(dx), abs(dy), abs(dy)))
+    return padded[..., abs(dy) + dy : abs(dy) + dy + height, abs(dx) + dx : abs(dx) + dx + width]
+
+
+class NeighbourhoodWindows(ItemLists):
     """Per-voxel dependence and neighbourhood difference inside each kernel of a batch.
 
     ``levels`` is ``(voxels, height, width)``: the kernels' grey levels, 0 where a cell is not part of it.
     """
 
     def __init__(self, levels: torch.Tensor, max_level: int, dtype: torch.dtype, alpha: int = 0) -> None:
-        height, width = levels.shape[-2:]
-        padded = torch.nn.functional.pad(levels, (1, 1, 1, 1))
         own = levels > 0
         dependence = torch.zeros_like(levels)
-        count = torch.zeros_like(levels)
+        neighbours = torch.zeros_like(levels)
         total = torch.zeros_like(levels)
         for dy, dx in NEIGHBOURS:
-            other = padded[:, 1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
+            other = shift(levels, dy, dx)
             present = own & (other > 0)
             dependence += present & ((levels - other).abs() <= alpha)
-            count += present
+            neighbours += present
             total += torch.where(present, other, 0)
-        self.valid = own.flatten(1)
+        super().__init__(own.flatten(1), dtype)
         self.levels = levels.flatten(1)
         self.max_level = max_level
-        self.dtype = dtype
         self.i = self.levels.to(dtype)
         self.j = (dependence.flatten(1) + 1).to(dtype)
         self.dependence = dependence.flatten(1)
-        mean = total.flatten(1).to(dtype) / torch.clamp(count.flatten(1), min=1).to(dtype)
-        self.difference = torch.where(count.flatten(1) > 0, (self.i - mean).abs(), 0)
-        self.present = self.valid.to(dtype)
-        self.voxels = self.present.sum(-1)
-
-    def mean(self, values: torch.Tensor) -> torch.Tensor:
-        """The mean of ``values`` over each kernel's voxels (finite values expected on non-kernel cells)."""
-        return (values * self.present).sum(-1) / self.voxels
-
-    def share(self, keys: torch.Tensor, n_keys: int) -> torch.Tensor:
-        """Each voxel's share of its kernel's voxels with the same key."""
-        return tally(keys, self.valid, n_keys).element_counts.to(self.dtype) / self.voxels[:, None]
+        mean = total.flatten(1).to(dtype) / torch.clamp(neighbours.flatten(1), min=1).to(dtype)
+        self.difference = torch.where(neighbours.flatten(1) > 0, (self.i - mean).abs(), 0)
 
     @cached_property
     def local(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -71,7 +66,7 @@ class NeighbourhoodWindows:
         level = zeros.scatter_reduce(1, ranks, torch.where(self.valid, self.i, 0), "amax")
         n = zeros.clone().scatter_add_(1, ranks, self.present)
         s = zeros.clone().scatter_add_(1, ranks, torch.where(self.valid, self.difference, 0))
-        return level, n / self.voxels[:, None], s, n > 0
+        return level, n / self.count[:, None], s, n > 0
 
 
 def _pairs(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,12 +85,12 @@ def large_dependence_emphasis(w: NeighbourhoodWindows) -> torch.Tensor:
 
 def gray_level_non_uniformity(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\frac{1}{N_z}\sum_i (N_z p_g(i))^2`."""
-    return w.mean(w.share(w.levels, w.max_level + 1)) * w.voxels
+    return w.mean(w.share(w.levels, w.max_level + 1)) * w.count
 
 
 def dependence_non_uniformity(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\frac{1}{N_z}\sum_j (N_z p_d(j))^2`."""
-    return w.mean(w.share(w.dependence, len(NEIGHBOURS) + 1)) * w.voxels
+    return w.mean(w.share(w.dependence, len(NEIGHBOURS) + 1)) * w.count
 
 
 def dependence_non_uniformity_normalized(w: NeighbourhoodWindows) -> torch.Tensor:
@@ -167,7 +162,7 @@ def ngtdm_contrast(w: NeighbourhoodWindows) -> torch.Tensor:
     spread = (pi * pj * (li - lj) ** 2).sum((1, 2))
     levels = present.sum(-1).to(w.dtype)
     div = levels * (levels - 1)
-    value = spread * s.sum(-1) / w.voxels / torch.where(div != 0, div, 1)
+    value = spread * s.sum(-1) / w.count / torch.where(div != 0, div, 1)
     return torch.where(div != 0, value, 0)
 
 
@@ -187,7 +182,7 @@ def complexity(w: NeighbourhoodWindows) -> torch.Tensor:
     (li, lj), (pi, pj), (si, sj) = _pairs(level), _pairs(p), _pairs(p * s)
     both = present[:, :, None] & present[:, None, :]
     divisor = torch.where(both, pi + pj, 1)
-    return torch.where(both, (li - lj).abs() * (si + sj) / divisor, 0).sum((1, 2)) / w.voxels
+    return torch.where(both, (li - lj).abs() * (si + sj) / divisor, 0).sum((1, 2)) / w.count
 
 
 def strength(w: NeighbourhoodWindows) -> torch.Tensor:

@@ -26,39 +26,24 @@ from collections.abc import Callable
 from functools import cached_property
 
 import torch
-import torch.nn.functional as F
 
 from radgazegen.controls import texture_names
-from radgazegen.controls.multiset import tally
+from radgazegen.controls.multiset import ItemLists, tally
 from radgazegen.controls.texture_firstorder import EPS
 from radgazegen.controls.texture_glcm import ANGLES
-from radgazegen.controls.texture_neighbourhood import NEIGHBOURS
+from radgazegen.controls.texture_neighbourhood import NEIGHBOURS, shift
 
 
-def _shift(grid: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """``out[y, x] = grid[y + dy, x + dx]``, zero outside the grid (last two axes)."""
-    height, width = grid.shape[-2:]
-    padded = F.pad(grid, (abs(dx), abs(dx), abs(dy), abs(dy)))
-    return padded[..., abs(dy) + dy : abs(dy) + dy + height, abs(dx) + dx : abs(dx) + dx + width]
-
-
-class Objects:
+class Objects(ItemLists):
     """Objects (runs or zones) as ``(..., cells)`` lists: grey level, size, and which cells start one."""
 
     def __init__(self, level: torch.Tensor, size: torch.Tensor, is_object: torch.Tensor, max_level: int,
                  max_size: int, dtype: torch.dtype) -> None:  # fmt: skip
-        self.level, self.size, self.valid = level, size, is_object
-        self.max_level, self.max_size, self.dtype = max_level, max_size, dtype
-        self.present = is_object.to(dtype)
-        self.count = self.present.sum(-1)
+        super().__init__(is_object, dtype)
+        self.level, self.size = level, size
+        self.max_level, self.max_size = max_level, max_size
         self.i = torch.where(is_object, level, 1).to(dtype)
         self.j = torch.where(is_object, size, 1).to(dtype)
-
-    def mean(self, values: torch.Tensor) -> torch.Tensor:
-        return (values * self.present).sum(-1) / self.count
-
-    def share(self, keys: torch.Tensor, n_keys: int) -> torch.Tensor:
-        return tally(keys, self.valid, n_keys).element_counts.to(self.dtype) / self.count[..., None]
 
     @cached_property
     def features(self) -> dict[str, torch.Tensor]:
@@ -92,14 +77,14 @@ def runs(levels: torch.Tensor, max_level: int, dtype: torch.dtype) -> Objects:
     side = max(levels.shape[-2:])
     starts, lengths = [], []
     for dy, dx in ANGLES:
-        previous = _shift(levels, -dy, -dx)
+        previous = shift(levels, -dy, -dx)
         valid = levels > 0
         start = valid & (previous != levels)
         continues = valid & (previous == levels)
         length = start.long()
         chain = start.clone()
         for step in range(1, side):
-            chain = chain & _shift(continues, step * dy, step * dx)
+            chain = chain & shift(continues, step * dy, step * dx)
             length = length + chain
         starts.append(start.flatten(1))
         lengths.append(length.flatten(1))
@@ -118,8 +103,8 @@ def zones(levels: torch.Tensor, max_level: int, dtype: torch.dtype) -> Objects:
     while True:
         smallest = label
         for dy, dx in NEIGHBOURS:
-            neighbour = _shift(label, dy, dx)
-            same = valid & (_shift(levels, dy, dx) == levels)
+            neighbour = shift(label, dy, dx)
+            same = valid & (shift(levels, dy, dx) == levels)
             smallest = torch.where(same, torch.minimum(smallest, neighbour), smallest)
         if torch.equal(smallest, label):
             break
