@@ -52,7 +52,8 @@ def extract_controls(
     folder = Path(run_dir) / "controls"
     started = time.perf_counter()
     computed = dropped = 0
-    for case in tqdm(list(dataset), desc="controls", unit="case", disable=not progress):
+    cases = list(dataset)
+    for case in tqdm(cases, desc="controls", unit="case", disable=not progress):
         missing = [name for name in names if not _path(folder, settings, name, case.id).is_file()]
         if not missing:
             continue
@@ -74,7 +75,7 @@ def extract_controls(
                 np.save(handle, values)
         computed += 1
     registry = ControlRegistry(settings)
-    training = [case.id for case in dataset if case.split == FIT_SPLIT] or list(dataset.ids)
+    training = [case.id for case in cases if case.split == FIT_SPLIT] or [case.id for case in cases]
     for name in names:
         if is_scaled(name):
             registry.fit(name, (np.load(_path(folder, settings, name, case_id)) for case_id in training))

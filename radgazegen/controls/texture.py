@@ -63,7 +63,7 @@ def texture_maps(
     """
     names = expand_features(features)
     image_array, mask_array = as_arrays(image, mask)
-    _check_settings(image_array, mask_array, kernel_radius, bin_count, bin_width, chunk_size or 1)
+    _check_settings(kernel_radius, bin_count, bin_width, chunk_size or 1)
     if device is None:
         device = image.device if isinstance(image, torch.Tensor) else "cpu"
     if chunk_size is None:
@@ -87,15 +87,11 @@ def segment_features(
     """
     names = expand_features(features)
     image_array, mask_array = as_arrays(image, mask)
-    _check_settings(image_array, mask_array, 1, bin_count, bin_width, 1)
-    if not np.isfinite(image_array[mask_array]).all():
-        raise ValueError("image has non-finite values inside the mask")
-    edges = discretise(image_array[mask_array], bin_count, bin_width)
-    levels = np.where(mask_array, np.digitize(image_array, edges), 0)
-    present = np.unique(levels[mask_array])
+    _check_settings(1, bin_count, bin_width, 1)
+    levels, n_levels, max_level = _grey_levels(image_array, mask_array, bin_count, bin_width)
     values = torch.as_tensor(image_array[mask_array], dtype=dtype)[None]
     window_levels = torch.as_tensor(levels[mask_array])[None]
-    first_order = texture_firstorder.FirstOrderWindows(values, window_levels, int(present.max()))
+    first_order = texture_firstorder.FirstOrderWindows(values, window_levels, max_level)
     height, width = levels.shape
     firsts, seconds = [], []
     for dy, dx in texture_glcm.ANGLES:
@@ -108,12 +104,12 @@ def segment_features(
     second = torch.as_tensor(np.stack([np.pad(f, (0, longest - len(f))) for f in seconds]))[None]
     valid = (first > 0) & (second > 0)
     empty = valid.sum(-1)[0] == 0
-    lists = texture_glcm.CooccurrenceLists(first, second, valid, n_levels=len(present), max_level=int(present.max()),
+    lists = texture_glcm.CooccurrenceLists(first, second, valid, n_levels=n_levels, max_level=max_level,
                                            empty_angles=empty, some_kernel_lacks_an_angle=False, dtype=dtype)  # fmt: skip
     tables = {
         "firstorder": (texture_firstorder.FEATURES, first_order),
         "glcm": (texture_glcm.FEATURES, lists),
-        **_grid_classes(torch.as_tensor(levels)[None], int(present.max()), dtype, set(GRID_CLASSES)),
+        **_grid_classes(torch.as_tensor(levels)[None], max_level, dtype, set(GRID_CLASSES)),
     }
     found = {}
     for name in names:
@@ -139,6 +135,15 @@ def as_arrays(
     if mask_array.sum() < 2:
         raise ValueError("mask must hold at least two voxels")
     return image_array, mask_array
+
+
+def _grey_levels(image: np.ndarray, region: np.ndarray, bin_count, bin_width) -> tuple[np.ndarray, int, int]:
+    """Discretised grey levels (0 outside ``region``), the number of levels present and the highest one."""
+    if not np.isfinite(image[region]).all():
+        raise ValueError("image has non-finite values inside the region")
+    levels = np.where(region, np.digitize(image, discretise(image[region], bin_count, bin_width)), 0)
+    present = np.unique(levels[region])
+    return levels, len(present), int(present.max())
 
 
 def discretise(values: np.ndarray, bin_count: int | None, bin_width: float | None) -> np.ndarray:
@@ -218,11 +223,7 @@ def _maps(image, mask, names, radius, bin_count, bin_width, masked_kernel, devic
     crop = image[top:bottom, left:right]
     targets = mask[top:bottom, left:right]
     in_kernel = targets if masked_kernel else np.ones(crop.shape, bool)
-    if not np.isfinite(crop[in_kernel]).all():
-        raise ValueError("image has non-finite values inside the region")
-    edges = discretise(crop[in_kernel], bin_count, bin_width)
-    levels = np.where(in_kernel, np.digitize(crop, edges), 0)
-    present = np.unique(levels[in_kernel])
+    levels, n_levels, max_level = _grey_levels(crop, in_kernel, bin_count, bin_width)
     kernels = _kernels(levels, np.where(in_kernel, crop, np.nan), targets, radius, device, dtype)
 
     by_class: dict[str, list[str]] = {}
@@ -230,10 +231,12 @@ def _maps(image, mask, names, radius, bin_count, bin_width, masked_kernel, devic
         cls, feature = name.split("_", 1)
         by_class.setdefault(cls, []).append(feature)
 
-    sizes, pair_counts = _survey(kernels, chunk_size, int(present.max()))
+    sizes, pair_counts = _survey(kernels, chunk_size, max_level, pairs="glcm" in by_class)
     order = torch.argsort(sizes, stable=True)
-    empty_angles = pair_counts.sum(0) == 0
-    lacking = bool((pair_counts[:, ~empty_angles] == 0).any())
+    if pair_counts is not None:
+        empty_angles = pair_counts.sum(0) == 0
+        lacking = bool((pair_counts[:, ~empty_angles] == 0).any())
+    on_grid = [(cls, name) for cls in GRID_CLASSES for name in by_class.get(cls, [])]
 
     results = {name: torch.empty(len(order), dtype=dtype, device=device) for name in names}
     total = len(order)
@@ -245,24 +248,23 @@ def _maps(image, mask, names, radius, bin_count, bin_width, masked_kernel, devic
             step = min(chunk_size, max(64, _MCC_BUDGET // (4 * widest * widest)))
             chosen = order[start : start + step]
             centres = kernels.centres[chosen]
-            if "firstorder" in by_class:
+            if "firstorder" in by_class or on_grid:
                 values, window_levels = kernels.gather_window(centres)
-                windows = texture_firstorder.FirstOrderWindows(values, window_levels, int(present.max()))
+            if "firstorder" in by_class:
+                windows = texture_firstorder.FirstOrderWindows(values, window_levels, max_level)
                 for feature in by_class["firstorder"]:
                     results[f"firstorder_{feature}"][chosen] = texture_firstorder.FEATURES[feature](windows)
             if "glcm" in by_class:
                 first, second, valid = kernels.gather_pairs(centres)
                 lists = texture_glcm.CooccurrenceLists(
-                    first, second, valid, n_levels=len(present), max_level=int(present.max()),
+                    first, second, valid, n_levels=n_levels, max_level=max_level,
                     empty_angles=empty_angles, some_kernel_lacks_an_angle=lacking, dtype=dtype,
                 )  # fmt: skip
                 for feature in by_class["glcm"]:
                     results[f"glcm_{feature}"][chosen] = texture_glcm.FEATURES[feature](lists)
-            on_grid = [(cls, name) for cls in GRID_CLASSES for name in by_class.get(cls, [])]
             if on_grid:
-                _, window_levels = kernels.gather_window(centres)
-                grids = _grid_classes(window_levels.reshape(-1, 2 * radius + 1, 2 * radius + 1), int(present.max()),
-                                      dtype, {cls for cls, _ in on_grid})  # fmt: skip
+                grids = _grid_classes(window_levels.reshape(-1, 2 * radius + 1, 2 * radius + 1), max_level, dtype,
+                                      {cls for cls, _ in on_grid})  # fmt: skip
                 for cls, feature in on_grid:
                     table, data = grids[cls]
                     results[f"{cls}_{feature}"][chosen] = table[feature](data)
@@ -295,18 +297,21 @@ def _grid_classes(levels: torch.Tensor, max_level: int, dtype: torch.dtype, want
     return found
 
 
-def _survey(kernels: _Kernels, chunk_size: int, max_level: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per mask voxel: how many grey levels its kernel holds, and its number of pairs per angle."""
+def _survey(
+    kernels: _Kernels, chunk_size: int, max_level: int, *, pairs: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per mask voxel: how many grey levels its kernel holds and, if ``pairs``, its number of pairs per angle."""
     sizes, counts = [], []
     for start in range(0, len(kernels.centres), chunk_size):
         centres = kernels.centres[start : start + chunk_size]
         _, window_levels = kernels.gather_window(centres)
         sizes.append((tally(window_levels, window_levels > 0, max_level + 1).counts > 0).sum(1))
-        counts.append(kernels.gather_pairs(centres)[2].sum(-1))
-    return torch.cat(sizes), torch.cat(counts)
+        if pairs:
+            counts.append(kernels.gather_pairs(centres)[2].sum(-1))
+    return torch.cat(sizes), torch.cat(counts) if pairs else None
 
 
-def _check_settings(image, mask, kernel_radius, bin_count, bin_width, chunk_size) -> None:
+def _check_settings(kernel_radius, bin_count, bin_width, chunk_size) -> None:
     if isinstance(kernel_radius, bool) or not isinstance(kernel_radius, int) or kernel_radius < 1:
         raise ValueError(f"kernel_radius must be an integer >= 1, got {kernel_radius!r}")
     if bin_width is None:
