@@ -29,6 +29,7 @@ benchmark: install
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python benchmarks/gaze_heatmaps.py
 	$(BIN)/python benchmarks/radiomic_maps.py
+	$(BIN)/python benchmarks/sampling.py
 
 clean:
 	rm -rf _build runs book/chapters

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,37 @@ def main(argv: list[str] | None = None) -> int:
     )
     controls.add_argument("--device", default=None, help="torch device (default: the preset's)")
 
+    train = commands.add_parser("train", help="train the base UNet or the ControlNets (runs under accelerate launch)")
+    train.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    train.add_argument("--stage", required=True, choices=("base", "controlnet"))
+    train.add_argument(
+        "--mode",
+        default="multi",
+        choices=("multi", "fused"),
+        help="multi: one ControlNet per control (the paper); fused: one over all controls",
+    )
+    train.add_argument("--controls", nargs="+", metavar="NAME", help="default: the preset's generator controls")
+    train.add_argument("--data", help="a REFLACX folder (main_data/...); default: the preset's phantom")
+    train.add_argument("--images", help="MIMIC-CXR image root for a real REFLACX folder")
+    train.add_argument("--run-dir", help="where artefacts and the manifest go (default runs/<preset>)")
+    train.add_argument("--pretrained", help="a local Stable Diffusion folder (diffusers layout) to fine-tune")
+    train.add_argument("--steps", type=int, help="optimizer steps (default: the preset's)")
+    train.add_argument("--no-resume", action="store_true", help="start afresh instead of resuming from latest")
+    train.add_argument("--device", default=None, help="torch device (default: the preset's)")
+    train.add_argument("--tensorboard", action="store_true", help="also log the loss to TensorBoard")
+
+    sample = commands.add_parser("sample", help="generate images with a trained pipeline for cases of a data set")
+    sample.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    sample.add_argument("--pipeline", help="a saved RadGazeGenPipeline folder (default: the run's checkpoints)")
+    sample.add_argument("--run-dir", help="run directory (default runs/<preset>)")
+    sample.add_argument("--data", help="a REFLACX folder; default: the preset's phantom")
+    sample.add_argument("--images", help="MIMIC-CXR image root for a real REFLACX folder")
+    sample.add_argument("--split", default="test", help="the cases to sample (their reports and controls)")
+    sample.add_argument("--mode", choices=("multi", "fused", "text"), default="multi")
+    sample.add_argument("--scale", type=float, default=1.0, help="conditioning scale of every control")
+    sample.add_argument("--out", help="output folder (default <run-dir>/samples/<mode>)")
+    sample.add_argument("--device", default=None)
+
     data = commands.add_parser("data", help="data set tools")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     phantom = data_commands.add_parser("phantom", help="write the phantom data set in the REFLACX layout")
@@ -55,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         return _book(args)
     if args.command == "controls":
         return _controls(args)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "sample":
+        return _sample(args)
     return _phantom(args)
 
 
@@ -106,6 +142,45 @@ def _controls(args: argparse.Namespace) -> int:
     record(run_dir, "controls", "extraction", registry.to_dict() | {"controls": names, "cases": len(dataset),
                                                                     "seconds": seconds})  # fmt: skip
     print(f"controls of {len(dataset)} cases in {run_dir / 'controls'} ({seconds} s)")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from radgazegen.errors import DataFormatError, MissingWeightsError
+    from radgazegen.models.train import train
+    from radgazegen.runs import prepare_dataset, resolve_device, run_dir_for
+
+    preset = get_preset(args.preset)
+    run_dir = run_dir_for(preset, args.run_dir)
+    try:
+        dataset = prepare_dataset(preset, args.data, run_dir, args.images)
+        results = train(preset, run_dir, args.stage, dataset, mode=args.mode, controls=args.controls,
+                        pretrained=args.pretrained, steps=args.steps, resume=not args.no_resume,
+                        device=resolve_device(args.device or preset.device), tensorboard=args.tensorboard)  # fmt: skip
+    except (DataFormatError, MissingWeightsError, ValueError, FileNotFoundError) as err:
+        print(f"radgazegen train: {err}", file=sys.stderr)
+        return 1
+    for result in results if int(os.environ.get("RANK", "0")) == 0 else ():  # once under accelerate launch
+        print(f"{result.folder}: steps {result.start_step}->{result.steps} in {result.seconds:.1f} s, "
+              f"last loss {result.last_loss:.4f}")  # fmt: skip
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from radgazegen.errors import ControlError, DataFormatError, MissingWeightsError
+    from radgazegen.models.sampling import sample_cases
+    from radgazegen.runs import prepare_dataset, resolve_device, run_dir_for
+
+    preset = get_preset(args.preset)
+    run_dir = run_dir_for(preset, args.run_dir)
+    try:
+        dataset = prepare_dataset(preset, args.data, run_dir, args.images)
+        out = sample_cases(preset, run_dir, dataset, split=args.split, mode=args.mode, scale=args.scale,
+                           pipeline=args.pipeline, out=args.out, device=resolve_device(args.device or preset.device))  # fmt: skip
+    except (ControlError, DataFormatError, MissingWeightsError, ValueError, FileNotFoundError) as err:
+        print(f"radgazegen sample: {err}", file=sys.stderr)
+        return 1
+    print(f"samples: {out}")
     return 0
 
 

@@ -22,6 +22,14 @@ class DataFormatError(ValueError):
         super().__init__(f"{where}: {problem}")
 
 
+class MissingWeightsError(FileNotFoundError):
+    """A model folder or weight file is missing or unreadable; the message names the folder and the file."""
+
+
+class ControlError(ValueError):
+    """A control given to the generator is unknown, not trained, or of the wrong shape or range."""
+
+
 def check_shape(shape: Sequence[int], name: str) -> tuple[int, int]:
     """``shape`` as a (height, width) pair of positive integers, else a ``ValueError`` naming it."""
     if len(shape) != 2 or not all(isinstance(n, Integral) and n > 0 for n in shape):

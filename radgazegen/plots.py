@@ -96,3 +96,88 @@ def reading_timeline(
         show_reading_at(ax, image, fixations, words, t, out_shape)
     figure.tight_layout()
     return figure
+
+
+def architecture_figure(controls: list[str]) -> plt.Figure:
+    """The generator at a glance: text encoder and UNet; ``multi`` (one ControlNet per control) vs ``fused``."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    for ax, mode in zip(axes, ("multi", "fused"), strict=True):
+        ax.set_xlim(0, 10)
+        ax.set_ylim(0, 10)
+        ax.set_axis_off()
+        ax.set_title("multi (the paper): one ControlNet per control" if mode == "multi"
+                     else "fused (ours): one ControlNet over stacked controls", fontsize=10)  # fmt: skip
+
+        def box(x, y, w, h, text, colour, ax=ax):
+            ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.1", fc=colour, ec="0.3"))
+            ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=8, wrap=True)
+
+        def arrow(a, b, text="", ax=ax):
+            ax.add_patch(FancyArrowPatch(a, b, arrowstyle="-|>", mutation_scale=10, color="0.3"))
+            if text:
+                ax.text((a[0] + b[0]) / 2, (a[1] + b[1]) / 2 + 0.2, text, fontsize=7, ha="center")
+
+        box(0.2, 8.3, 2.6, 1.2, "report prompt\n-> text encoder\n(frozen)", "#dde8f5")
+        box(6.6, 3.2, 3.0, 3.6, "UNet\n(trained in stage 1,\nfrozen in stage 2)\nnoise -> image", "#e6f2e1")
+        arrow((2.9, 8.9), (8.1, 6.9), "token states (cross-attention)")
+        if mode == "multi":
+            step = 7.0 / max(len(controls), 1)
+            for k, name in enumerate(controls):
+                y = 7.2 - k * step
+                box(0.2, y, 1.9, min(step * 0.7, 1.0), name, "#fbeed5")
+                box(2.8, y, 2.0, min(step * 0.7, 1.0), "ControlNet", "#f6dcdc")
+                arrow((2.2, y + 0.3), (2.75, y + 0.3))
+                arrow((4.9, y + 0.3), (6.55, 5.0), "")
+            ax.text(5.6, 1.2, "residuals x scale_c, summed\n(MultiControlNetModel)", fontsize=8, ha="center")
+        else:
+            box(0.2, 3.0, 1.9, 4.0, "\n".join(controls) + "\n(stacked as\nchannels)", "#fbeed5")
+            box(2.8, 4.2, 2.0, 1.6, "one\nControlNet", "#f6dcdc")
+            arrow((2.2, 5.0), (2.75, 5.0))
+            arrow((4.9, 5.0), (6.55, 5.0), "residuals")
+            ax.text(5.6, 1.2, "per-control scale multiplies\nits input channel", fontsize=8, ha="center")
+    figure.tight_layout()
+    return figure
+
+
+def loss_curves(logs: dict[str, list[dict]], smooth: int = 10) -> plt.Figure:
+    """Training loss per network (a running mean over ``smooth`` steps beside the raw values)."""
+    figure, ax = plt.subplots(figsize=(8, 3.6))
+    for name, log in logs.items():
+        if not log:
+            continue
+        steps = np.array([e["step"] for e in log])
+        loss = np.array([e["loss"] for e in log])
+        line = ax.plot(steps, loss, alpha=0.25)[0]
+        window = min(smooth, len(loss))
+        ax.plot(steps[window - 1 :], np.convolve(loss, np.ones(window) / window, mode="valid"),
+                color=line.get_color(), label=name)  # fmt: skip
+    ax.set_xlabel("step")
+    ax.set_ylabel("denoising loss (MSE)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def image_rows(rows: dict[str, np.ndarray], titles: list[str] | None = None, size: float = 1.8,
+               cmap: str = "gray") -> plt.Figure:  # fmt: skip
+    """A grid with one labelled row per entry of ``rows`` (each ``(n, H, W)``)."""
+    columns = max(len(images) for images in rows.values())
+    figure, axes = plt.subplots(len(rows), columns, figsize=(columns * size, len(rows) * size), squeeze=False)
+    for r, (label, images) in enumerate(rows.items()):
+        for c in range(columns):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(images):
+                ax.imshow(images[c], cmap=cmap, vmin=0, vmax=1)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if r == 0 and titles:
+                ax.set_title(titles[c], fontsize=8)
+    figure.tight_layout()
+    return figure

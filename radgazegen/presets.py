@@ -6,6 +6,49 @@ import dataclasses
 
 
 @dataclasses.dataclass(frozen=True)
+class ModelSettings:
+    """The generator built from config when no ``--pretrained`` Stable Diffusion folder is given.
+
+    Pixel space (one grey channel, no VAE) at the control size; cross-attention reads the text
+    encoder's token states directly (``cross_attention_dim`` = its width).
+    """
+
+    block_out_channels: tuple[int, ...]
+    attention_levels: tuple[bool, ...]  # which UNet levels have cross-attention (high to low resolution)
+    layers_per_block: int = 1
+    attention_head_dim: int = 8
+    norm_num_groups: int = 8
+    max_prompt_tokens: int = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """Both training stages: the base UNet (stage ``base``) and the ControlNets (stage ``controlnet``)."""
+
+    base_steps: int
+    controlnet_steps: int  # per ControlNet in ``multi`` mode; for the one ControlNet in ``fused`` mode
+    batch_size: int
+    base_learning_rate: float
+    controlnet_learning_rate: float
+    checkpoint_every: int
+    validate_every: int
+    checkpoints_total_limit: int = 2
+    gradient_accumulation: int = 1
+    mixed_precision: str = "no"  # "no" | "fp16" | "bf16" (GPU)
+    gradient_checkpointing: bool = False
+    ema_decay: float | None = None  # None: no EMA weights
+    prompt_dropout: float = 0.1  # share of empty prompts, for classifier-free guidance
+    warmup_steps: int = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingSettings:
+    steps: int
+    guidance_scale: float
+    scheduler: str = "unipc"  # "unipc" (the paper) | "ddim" | "dpm"
+
+
+@dataclasses.dataclass(frozen=True)
 class Preset:
     """Scale settings of a run; later stages read the fields that concern them."""
 
@@ -14,21 +57,56 @@ class Preset:
     seed: int
     phantom_cases: int  # readings in the generated phantom data set (when no real data is given)
     phantom_size: tuple[int, int]  # phantom image (height, width)
-    control_size: int  # square control-map resolution (px)
+    control_size: int  # square control-map and generated-image resolution (px)
     device: str  # "cpu", "cuda" or "auto"
+    model: ModelSettings
+    train: TrainSettings
+    sampling: SamplingSettings
+    controls: tuple[str, ...]  # the generator's controls: Rad-CN group, HVA-CN (gaze), and our texture map
 
+
+_GENERATOR_CONTROLS = ("canny", "lungs", "gaze", "texture:glcm_Contrast")
 
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("smoke", "tests and nbval: seconds per notebook", 0, 12, (288, 240), 32, "cpu"),
-        Preset("cpu", "the README's book build on a laptop CPU", 0, 120, (576, 480), 64, "cpu"),
-        Preset("gpu", "one Colab / workstation GPU", 0, 600, (576, 480), 256, "auto"),
         Preset(
-            "paper", "real REFLACX + MIMIC-CXR with local Stable Diffusion 1.5 weights", 0, 0, (576, 480), 512, "auto"
+            "smoke", "tests and nbval: seconds per notebook", 0, 12, (288, 240), 32, "cpu",
+            ModelSettings((16, 32), (False, True), norm_num_groups=8, max_prompt_tokens=32),
+            TrainSettings(base_steps=4, controlnet_steps=3, batch_size=4, base_learning_rate=1e-3,
+                          controlnet_learning_rate=1e-3, checkpoint_every=2, validate_every=4, warmup_steps=1),
+            SamplingSettings(steps=4, guidance_scale=2.0),
+            ("canny", "gaze"),
+        ),
+        Preset(
+            "cpu", "the README's book build on a laptop CPU", 0, 120, (576, 480), 64, "cpu",
+            ModelSettings((32, 64, 128), (False, False, True)),
+            TrainSettings(base_steps=300, controlnet_steps=80, batch_size=8, base_learning_rate=1e-3,
+                          controlnet_learning_rate=5e-4, checkpoint_every=100, validate_every=100),
+            SamplingSettings(steps=25, guidance_scale=2.0),
+            _GENERATOR_CONTROLS,
+        ),
+        Preset(
+            "gpu", "one Colab / workstation GPU", 0, 600, (576, 480), 256, "auto",
+            ModelSettings((64, 128, 256, 256), (False, False, True, True), norm_num_groups=32),
+            TrainSettings(base_steps=20000, controlnet_steps=5000, batch_size=32, base_learning_rate=2e-4,
+                          controlnet_learning_rate=1e-4, checkpoint_every=1000, validate_every=1000,
+                          mixed_precision="fp16", ema_decay=0.999, warmup_steps=500),
+            SamplingSettings(steps=50, guidance_scale=3.0),
+            _GENERATOR_CONTROLS,
+        ),
+        Preset(
+            "paper", "real REFLACX + MIMIC-CXR with local Stable Diffusion 1.5 weights", 0, 0, (576, 480), 512, "auto",
+            ModelSettings((320, 640, 1280, 1280), (True, True, True, False), norm_num_groups=32, max_prompt_tokens=77),
+            TrainSettings(base_steps=30000, controlnet_steps=20000, batch_size=4, base_learning_rate=1e-5,
+                          controlnet_learning_rate=1e-5, checkpoint_every=2000, validate_every=2000,
+                          gradient_accumulation=4, mixed_precision="fp16", gradient_checkpointing=True,
+                          ema_decay=0.9999, prompt_dropout=0.05, warmup_steps=500),
+            SamplingSettings(steps=50, guidance_scale=7.5),
+            ("canny", "sobel", "log", "lungs", "gaze"),
         ),
     )
-}
+}  # fmt: skip
 
 
 def get_preset(name: str) -> Preset:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 from collections.abc import Sequence
 
@@ -66,3 +67,51 @@ def texture_explorer(image: np.ndarray, features: Sequence[str]) -> widgets.VBox
         control.observe(draw, names="value")
     draw()
     return widgets.VBox([widgets.HBox([feature, radius, bins]), output])
+
+
+def gaze_editor(pipe, controls: dict[str, np.ndarray], prompts: Sequence[str], *, steps: int = 25,
+                seed: int = 0) -> widgets.VBox:  # fmt: skip
+    """Place a gaze hotspot (row / column sliders), pick a finding and the texture strength, re-sample.
+
+    ``controls`` are the other normalised controls of a case (kept fixed); the gaze control becomes
+    the hypothesis region of the hotspot (:func:`radgazegen.models.hypotheses.hypothesis_gaze`).
+    """
+    import torch
+
+    from radgazegen.controls.registry import TEXTURE_PREFIX
+    from radgazegen.models.hypotheses import hotspot, hypothesis_gaze
+
+    size = pipe.image_size
+    row = widgets.FloatSlider(value=0.4, min=0.05, max=0.95, step=0.05, description="row", continuous_update=False)
+    column = widgets.FloatSlider(value=0.3, min=0.05, max=0.95, step=0.05, description="column",
+                                 continuous_update=False)  # fmt: skip
+    radius = widgets.FloatSlider(value=0.08, min=0.03, max=0.2, step=0.01, description="radius",
+                                 continuous_update=False)  # fmt: skip
+    finding = widgets.Dropdown(options=list(prompts), description="finding", layout=widgets.Layout(width="60%"))
+    texture = widgets.FloatSlider(value=1.0, min=0.0, max=2.0, step=0.25, description="texture",
+                                  continuous_update=False)  # fmt: skip
+    button = widgets.Button(description="sample", button_style="primary")
+    output = widgets.Output()
+    textures = [name for name in controls if name.startswith(TEXTURE_PREFIX)]
+
+    def draw(change: object = None) -> None:
+        gaze = hypothesis_gaze(hotspot(size, (row.value, column.value), radius.value))
+        given = {**controls, "gaze": gaze}
+        scales = {name: texture.value for name in textures}
+        image = pipe(finding.value, given, control_scales=scales, num_inference_steps=steps,
+                     generator=torch.Generator().manual_seed(seed), progress=False).images[0]  # fmt: skip
+        with output:
+            output.clear_output(wait=True)
+            figure, axes = plt.subplots(1, 2, figsize=(8, 4))
+            axes[0].imshow(gaze, cmap="magma", vmin=0, vmax=1)
+            axes[0].set_title("gaze control (hypothesis region)", fontsize=9)
+            axes[1].imshow(image, cmap="gray", vmin=0, vmax=1)
+            axes[1].contour(gaze, levels=[0.5], colors="tab:orange", linewidths=1)
+            axes[1].set_title(textwrap.shorten(finding.value, 48), fontsize=9)
+            for ax in axes:
+                ax.set_axis_off()
+            plt.show()
+
+    button.on_click(draw)
+    draw()
+    return widgets.VBox([widgets.HBox([row, column, radius]), widgets.HBox([finding, texture, button]), output])

@@ -1,0 +1,1 @@
+"""Evaluations of generated images: control adherence (more follow with the evaluation chapters)."""

@@ -1,0 +1,494 @@
+"""Train the generator with accelerate, in the paper's order.
+
+* stage ``base``: fine-tune (or, without ``--pretrained``, train from config) the text-conditioned
+  UNet on image + report;
+* stage ``controlnet``: ControlNets initialised from that UNet, which stays frozen; in ``multi`` mode
+  each control's ControlNet is trained separately (as the paper trains Rad-CN and HVA-CN), in
+  ``fused`` mode one ControlNet learns all controls jointly.
+
+Each trained network gets a folder under ``<run_dir>/checkpoints/``::
+
+    base/  or  controlnet/<control>/  or  controlnet/fused/
+        checkpoint-<step>/   accelerate state: weights (safetensors), optimizer, LR schedule, RNG, EMA
+        latest               name of the newest complete checkpoint (resume starts there)
+        final/               the trained network, save_pretrained (safetensors; EMA weights when enabled)
+        log.jsonl            one line per step: step, loss, learning rate, seconds
+        validation/          step-<step>.png sample grids (and controls.png)
+
+Checkpoints are written to a hidden staging folder and renamed into place, so a process killed at
+any moment leaves the previous checkpoint intact. Runs unchanged under ``accelerate launch`` with
+several processes: each takes its own slice of every step's batch, gradients are all-reduced by DDP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.utils import set_seed
+from diffusers import AutoencoderKL, DDPMScheduler
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from PIL import Image
+from tqdm.auto import tqdm
+
+from radgazegen.controls.extract import extract_controls, load_controls, load_registry
+from radgazegen.controls.registry import ControlRegistry, ControlSettings, check_names
+from radgazegen.data.dataset import GeneratorDataset, StepBatches, collate
+from radgazegen.data.reflacx import ReflacxDataset
+from radgazegen.errors import MissingWeightsError
+from radgazegen.io import atomic_path, write_json_atomic, write_text_atomic
+from radgazegen.models.controlnet import (
+    CONTROL_MODES,
+    FUSED,
+    build_unet,
+    controlnet_from_unet,
+    folder_name,
+    load_unet,
+    save_controlnet,
+)
+from radgazegen.models.pipeline import RadGazeGenPipeline
+from radgazegen.models.text import PromptCache, load_text_encoder, text_width
+from radgazegen.presets import Preset
+from radgazegen.runs import hardware, read_manifest, record, versions
+
+STAGES = ("base", "controlnet")
+VALIDATION_IMAGES = 4
+TRAINING_FILE = "training.json"  # in base/final: how the base was built (the text encoder's source)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What one trained network's run did."""
+
+    folder: Path
+    controls: tuple[str, ...]
+    start_step: int
+    steps: int
+    seconds: float
+    last_loss: float
+
+
+def stage_folder(run_dir: str | Path, stage: str, controls: Sequence[str] = (), mode: str = "multi") -> Path:
+    """``checkpoints/base``, ``checkpoints/controlnet/<control>`` (multi) or ``checkpoints/controlnet/fused``."""
+    root = Path(run_dir) / "checkpoints"
+    if stage == "base":
+        return root / "base"
+    return root / "controlnet" / (FUSED if mode == FUSED else folder_name(controls[0]))
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    """The newest complete ``checkpoint-<step>`` of a training folder (named by ``latest``), if any."""
+    folder = Path(folder)
+    pointer = folder / "latest"
+    if pointer.is_file() and (folder / pointer.read_text().strip()).is_dir():
+        return folder / pointer.read_text().strip()
+    found = sorted(folder.glob("checkpoint-*"), key=_checkpoint_step)
+    return found[-1] if found else None
+
+
+def train(
+    preset: Preset,
+    run_dir: str | Path,
+    stage: str,
+    dataset: ReflacxDataset,
+    *,
+    mode: str = "multi",
+    controls: Sequence[str] | None = None,
+    pretrained: str | Path | None = None,
+    steps: int | None = None,
+    resume: bool = True,
+    device: str = "cpu",
+    progress: bool = True,
+    tensorboard: bool = False,
+) -> list[TrainResult]:
+    """Train one stage; returns one result per trained network (several ControlNets in ``multi`` mode)."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
+    if mode not in CONTROL_MODES:
+        raise ValueError(f"unknown control mode {mode!r}; choose one of {CONTROL_MODES}")
+    run_dir = Path(run_dir)
+    names = check_names(controls if controls is not None else preset.controls)
+    state = PartialState(cpu=device == "cpu")
+    if stage == "controlnet":
+        if state.is_main_process:  # cached and resumable; other processes wait, then read the files
+            extract_controls(dataset, names, run_dir, ControlSettings(size=preset.control_size),
+                             device=state.device, progress=progress)  # fmt: skip
+        state.wait_for_everyone()
+    groups = [[]] if stage == "base" else ([names] if mode == FUSED else [[name] for name in names])
+    return [
+        _train_network(
+            preset, run_dir, stage, mode, group, dataset, pretrained, steps, resume, progress, tensorboard, device
+        )  # fmt: skip
+        for group in groups
+    ]
+
+
+def _train_network(
+    preset: Preset,
+    run_dir: Path,
+    stage: str,
+    mode: str,
+    controls: list[str],
+    dataset: ReflacxDataset,
+    pretrained: str | Path | None,
+    steps: int | None,
+    resume: bool,
+    progress: bool,
+    tensorboard: bool,
+    device_name: str,
+) -> TrainResult:
+    """Train one network with its own Accelerator (so that its checkpoints hold that network alone)."""
+    settings = preset.train
+    total = steps if steps is not None else (settings.base_steps if stage == "base" else settings.controlnet_steps)
+    folder = stage_folder(run_dir, stage, controls, mode)
+    key = folder.relative_to(run_dir / "checkpoints").as_posix()
+    done = read_manifest(run_dir).get("training", {}).get(key)
+    checkpoint = latest_checkpoint(folder) if resume else None
+    if (
+        checkpoint
+        and _checkpoint_step(checkpoint) >= total
+        and (folder / "final").is_dir()
+        and done
+        and done["steps"] == total
+    ):
+        log = read_log(folder)  # trained already: nothing to do, report the run that did it
+        return TrainResult(
+            folder, tuple(controls), total, total, done["seconds"], log[-1]["loss"] if log else done["last_loss"]
+        )
+    mixed = settings.mixed_precision if device_name.startswith("cuda") else "no"
+    accelerator = Accelerator(cpu=device_name == "cpu", mixed_precision=mixed,
+                              gradient_accumulation_steps=settings.gradient_accumulation)  # fmt: skip
+    set_seed(preset.seed + accelerator.process_index)
+    device = accelerator.device
+    pretrained = _text_source(run_dir, stage, pretrained)
+    tokenizer, text_encoder = load_text_encoder(pretrained)
+    text_encoder.to(device)
+    vae = _load_vae(pretrained, device)
+    unet, noise_scheduler = _base_networks(preset, run_dir, stage, pretrained, text_width(text_encoder))
+    unet.to(device)
+    if stage == "base":
+        model = unet
+    else:
+        unet.requires_grad_(False).eval()
+        model = controlnet_from_unet(unet, len(controls), 2 ** (len(vae.config.block_out_channels) - 1) if vae else 1)
+    if settings.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    model.train()
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=settings.base_learning_rate if stage == "base" else settings.controlnet_learning_rate,
+        weight_decay=1e-2,
+    )  # fmt: skip
+    schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=settings.warmup_steps)
+    ema = EMAModel(model.parameters(), decay=settings.ema_decay) if settings.ema_decay else None
+    model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
+    if ema is not None:
+        ema.to(device)
+        accelerator.register_for_checkpointing(ema)
+    start = 0
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        start = _checkpoint_step(checkpoint)
+    elif accelerator.is_main_process and folder.exists():
+        shutil.rmtree(folder)  # a fresh run: no stale checkpoints, logs or samples from an earlier one
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _truncate_log(folder / "log.jsonl", start)
+    data = GeneratorDataset(dataset, run_dir, controls, preset.control_size)
+    accumulate = settings.gradient_accumulation
+    batches = StepBatches(len(data), settings.batch_size, preset.seed, start * accumulate, total * accumulate,
+                          accelerator.process_index, accelerator.num_processes)  # fmt: skip
+    # its own generator: creating the iterator must not draw from the global RNG that resume restores
+    loader = torch.utils.data.DataLoader(data, batch_sampler=batches, collate_fn=collate, generator=torch.Generator())
+    prompt_states = PromptCache(tokenizer, text_encoder, _prompt_tokens(tokenizer, preset))
+    writer = _tensorboard(folder) if tensorboard and accelerator.is_main_process else None
+    label = "base" if stage == "base" else f"controlnet {FUSED if mode == FUSED else controls[0]}"
+    bar = tqdm(
+        total=total, initial=start, desc=label, unit="step", disable=not (progress and accelerator.is_main_process)
+    )
+    step, loss_value, started = start, float("nan"), time.perf_counter()
+    for batch in loader:
+        with accelerator.accumulate(model):
+            loss = _loss(model, unet, stage, batch, noise_scheduler, prompt_states, vae, preset, device)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+        if not accelerator.sync_gradients:
+            continue
+        step += 1
+        if ema is not None:
+            ema.step(model.parameters())
+        loss_value = accelerator.reduce(loss.detach(), reduction="mean").item()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.4f}")
+        if accelerator.is_main_process:
+            entry = {"step": step, "loss": loss_value, "lr": schedule.get_last_lr()[0],
+                     "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
+            with (folder / "log.jsonl").open("a") as handle:
+                handle.write(json.dumps(entry) + "\n")
+            if writer is not None:
+                writer.add_scalar(f"{label}/loss", loss_value, step)
+        if step % settings.checkpoint_every == 0 or step == total:
+            _save_checkpoint(accelerator, folder, step, settings.checkpoints_total_limit)
+        if accelerator.is_main_process and (step % settings.validate_every == 0 or step == total):
+            _validate(accelerator.unwrap_model(model), unet, stage, controls, mode, ema, text_encoder, tokenizer,
+                      vae, noise_scheduler, preset, run_dir, dataset, folder / "validation", step)  # fmt: skip
+    bar.close()
+    seconds = time.perf_counter() - started
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _save_final(accelerator.unwrap_model(model), ema, stage, controls, folder, pretrained)
+        record(run_dir, "training", key, {
+            "stage": stage, "mode": mode if stage == "controlnet" else None, "controls": controls,
+            "steps": total, "resumed_from": start, "seconds": round(seconds, 1), "last_loss": loss_value,
+            "batch_size": settings.batch_size, "processes": accelerator.num_processes,
+            "mixed_precision": accelerator.mixed_precision, "device": str(device),
+            "parameters": sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
+            "pretrained": str(pretrained) if pretrained else None, "versions": versions(), "hardware": hardware(),
+        })  # fmt: skip
+    if writer is not None:
+        writer.close()
+    accelerator.free_memory()
+    return TrainResult(folder, tuple(controls), start, total, seconds, loss_value)
+
+
+def _text_source(run_dir: Path, stage: str, pretrained: str | Path | None) -> Path | None:
+    """The Stable Diffusion folder the text encoder (and VAE) come from; the ControlNet stage follows the base."""
+    if stage == "controlnet":
+        info = Path(run_dir) / "checkpoints" / "base" / "final" / TRAINING_FILE
+        if not info.is_file():
+            raise MissingWeightsError(f"{info.parent}: no trained base model (missing {TRAINING_FILE}); "
+                                      "run `radgazegen train --stage base` first")  # fmt: skip
+        source = json.loads(info.read_text())["pretrained"]
+        return Path(source) if source else None
+    if pretrained is not None and not Path(pretrained).is_dir():
+        raise MissingWeightsError(f"{pretrained}: no such folder (expected a local Stable Diffusion folder)")
+    return Path(pretrained) if pretrained is not None else None
+
+
+def _load_vae(pretrained: Path | None, device: torch.device) -> AutoencoderKL | None:
+    if pretrained is None:
+        return None
+    if not (pretrained / "vae").is_dir():
+        raise MissingWeightsError(f"{pretrained / 'vae'}: missing; a Stable Diffusion folder has vae/")
+    vae = AutoencoderKL.from_pretrained(pretrained / "vae", use_safetensors=True)
+    return vae.requires_grad_(False).eval().to(device)
+
+
+def noise_scheduler_for(pretrained: Path | None) -> DDPMScheduler:
+    """The training noise schedule: Stable Diffusion's own, else a cosine schedule predicting x0 (pixel space)."""
+    if pretrained is not None:
+        path = pretrained / "scheduler" / "scheduler_config.json"
+        if not path.is_file():
+            raise MissingWeightsError(f"{path.parent}: missing scheduler_config.json")
+        return DDPMScheduler.from_config(json.loads(path.read_text()))
+    # Pixel space: the network predicts the clean image (x0), which a small model learns far better at
+    # low noise than the noise itself; dynamic thresholding keeps every sampler's x0 estimate in [-1, 1].
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="sample",
+                         thresholding=True, sample_max_value=1.0)  # fmt: skip
+
+
+def _base_networks(preset: Preset, run_dir: Path, stage: str, pretrained: Path | None, width: int):
+    """The UNet to train or to condition, and the training noise scheduler."""
+    noise_scheduler = noise_scheduler_for(pretrained)
+    if stage == "controlnet":
+        return load_unet(run_dir / "checkpoints" / "base" / "final" / "unet"), noise_scheduler
+    if pretrained is not None:
+        return load_unet(pretrained / "unet"), noise_scheduler
+    return build_unet(preset.model, preset.control_size, width), noise_scheduler
+
+
+def _loss(model, unet, stage, batch, noise_scheduler, prompt_states, vae, preset, device) -> torch.Tensor:
+    """The denoising loss of one batch (epsilon, v or x0 prediction, as the scheduler is configured)."""
+    images = batch["image"].to(device)
+    if vae is not None:
+        with torch.no_grad():
+            images = vae.encode(images.expand(-1, 3, -1, -1)).latent_dist.sample() * vae.config.scaling_factor
+    noise = torch.randn_like(images)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (images.shape[0],), device=device)
+    noisy = noise_scheduler.add_noise(images, noise, timesteps)
+    keep = torch.rand(len(batch["prompt"])) >= preset.train.prompt_dropout
+    prompts = [p if k else "" for p, k in zip(batch["prompt"], keep.tolist(), strict=True)]
+    states = prompt_states(prompts)
+    if stage == "base":
+        prediction = model(noisy, timesteps, states).sample
+    else:
+        down, mid = model(noisy, timesteps, states, controlnet_cond=batch["controls"].to(device), return_dict=False)
+        prediction = unet(noisy, timesteps, states, down_block_additional_residuals=down,
+                          mid_block_additional_residual=mid).sample  # fmt: skip
+    kind = noise_scheduler.config.prediction_type
+    if kind == "v_prediction":
+        target = noise_scheduler.get_velocity(images, noise, timesteps)
+    else:
+        target = images if kind == "sample" else noise
+    return torch.nn.functional.mse_loss(prediction.float(), target.float())
+
+
+def _prompt_tokens(tokenizer, preset: Preset) -> int:
+    """CLIP's fixed 77 tokens for Stable Diffusion; the preset's length for the offline encoder."""
+    from transformers import CLIPTokenizer
+
+    return tokenizer.model_max_length if isinstance(tokenizer, CLIPTokenizer) else preset.model.max_prompt_tokens
+
+
+def _save_checkpoint(accelerator: Accelerator, folder: Path, step: int, limit: int) -> None:
+    """accelerate state into a staging folder, renamed into place; older checkpoints beyond ``limit`` removed."""
+    staging = folder / f".checkpoint-{step}.staging"
+    if accelerator.is_main_process and staging.exists():
+        shutil.rmtree(staging)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        target = folder / f"checkpoint-{step}"
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+        write_text_atomic(folder / "latest", target.name + "\n")
+        for old in sorted(folder.glob("checkpoint-*"), key=_checkpoint_step)[:-limit]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+def _save_final(model, ema, stage: str, controls: list[str], folder: Path, pretrained: Path | None) -> None:
+    """The trained network (EMA weights when enabled) as ``final/``, written to staging and renamed."""
+    staging = folder / ".final.staging"
+    if staging.exists():
+        shutil.rmtree(staging)
+    if ema is not None:
+        ema.store(model.parameters())
+        ema.copy_to(model.parameters())
+    if stage == "base":
+        model.save_pretrained(staging / "unet", safe_serialization=True)
+        write_json_atomic(staging / TRAINING_FILE, {"pretrained": str(pretrained) if pretrained else None})
+    else:
+        save_controlnet(model, staging, controls)
+    if ema is not None:
+        ema.restore(model.parameters())
+    final = folder / "final"
+    if final.exists():
+        shutil.rmtree(final)
+    staging.rename(final)
+
+
+def validation_cases(dataset: ReflacxDataset, count: int = VALIDATION_IMAGES) -> list:
+    """The first ``count`` cases of the validation split (training cases when there are too few)."""
+    cases = list(dataset)
+    chosen = [c for c in cases if c.split == "validate"][:count]
+    return chosen + [c for c in cases if c not in chosen][: count - len(chosen)]
+
+
+@torch.no_grad()
+def _validate(model, unet, stage, controls, mode, ema, text_encoder, tokenizer, vae, noise_scheduler, preset, run_dir,
+              dataset, out: Path, step: int) -> None:  # fmt: skip
+    """Sample the validation cases with the current weights (EMA when enabled) into ``step-<step>.png``."""
+    if ema is not None:
+        ema.store(model.parameters())
+        ema.copy_to(model.parameters())
+    model.eval()
+    registry = load_registry(run_dir) if controls else ControlRegistry(ControlSettings(size=preset.control_size))
+    fused = stage == "controlnet" and mode == FUSED
+    pipe = RadGazeGenPipeline(
+        model if stage == "base" else unet, noise_scheduler, tokenizer, text_encoder, registry,
+        controlnets={controls[0]: model} if stage == "controlnet" and not fused else None,
+        fused=model if fused else None, fused_controls=controls if fused else (),
+        vae=vae, image_size=preset.control_size, max_prompt_tokens=_prompt_tokens(tokenizer, preset),
+    )  # fmt: skip
+    pipe.set_scheduler(preset.sampling.scheduler)
+    cases = validation_cases(dataset)
+    prompts = [case.transcription() for case in cases]
+    maps = {}
+    if controls:
+        per_case = [load_controls(run_dir, case.id, controls, registry) for case in cases]
+        maps = {name: np.stack([m[name] for m in per_case]) for name in controls}
+        if not (out / "controls.png").is_file():
+            _save_grid(out / "controls.png", np.concatenate([maps[name] for name in controls]), len(cases))
+    generator = torch.Generator().manual_seed(preset.seed)
+    images = pipe(prompts, maps, num_inference_steps=preset.sampling.steps, guidance_scale=preset.sampling.guidance_scale,
+                  generator=generator, progress=False).images  # fmt: skip
+    _save_grid(out / f"step-{step:06d}.png", images, len(cases))
+    model.train()
+    if ema is not None:
+        ema.restore(model.parameters())
+
+
+def _save_grid(path: Path, images: np.ndarray, columns: int) -> None:
+    """Images in [0, 1] tiled ``columns`` wide into an 8-bit PNG (written atomically)."""
+    rows = -(-len(images) // columns)
+    size = images.shape[1:]
+    grid = np.zeros((rows * size[0], columns * size[1]), np.uint8)
+    for k, image in enumerate(images):
+        r, c = divmod(k, columns)
+        grid[r * size[0] : (r + 1) * size[0], c * size[1] : (c + 1) * size[1]] = np.round(np.clip(image, 0, 1) * 255)
+    with atomic_path(path) as tmp:
+        Image.fromarray(grid).save(tmp, format="PNG")
+
+
+def read_log(folder: str | Path) -> list[dict]:
+    """The per-step log of a training folder."""
+    path = Path(folder) / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep log lines up to ``step`` (a resumed run rewrites the steps after its checkpoint)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kept = [line for line in (path.read_text().splitlines() if path.is_file() else [])
+            if line.strip() and json.loads(line)["step"] <= step]  # fmt: skip
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def _tensorboard(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ImportError("--tensorboard needs the tensorboard package (pip install tensorboard)") from err
+    return SummaryWriter(str(folder / "tensorboard"))
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(path.name.rsplit("-", 1)[-1])
+
+
+def pipeline_from_run(run_dir: str | Path, preset: Preset, *, scheduler: str | None = None) -> RadGazeGenPipeline:
+    """The pipeline a run's ``final/`` folders make: base UNet, every trained ControlNet, the control registry."""
+    from radgazegen.models.controlnet import load_controlnet
+
+    root = Path(run_dir) / "checkpoints"
+    base = root / "base" / "final"
+    pretrained = _text_source(Path(run_dir), "controlnet", None)
+    tokenizer, text_encoder = load_text_encoder(pretrained)
+    controlnets, fused, fused_controls = {}, None, []
+    for folder in sorted((root / "controlnet").glob("*/final")):
+        net, names = load_controlnet(folder)
+        if folder.parent.name == FUSED:
+            fused, fused_controls = net, names
+        else:
+            controlnets[names[0]] = net
+    if pretrained is not None:
+        return RadGazeGenPipeline.from_stable_diffusion(
+            pretrained, load_registry(run_dir), controlnets=controlnets, fused=fused, fused_controls=fused_controls,
+            unet=load_unet(base / "unet"), scheduler=scheduler or preset.sampling.scheduler,
+        )  # fmt: skip
+    registry_file = Path(run_dir) / "controls" / "registry.json"
+    registry = (
+        load_registry(run_dir) if registry_file.is_file() else ControlRegistry(ControlSettings(preset.control_size))
+    )
+    pipe = RadGazeGenPipeline(
+        load_unet(base / "unet"), noise_scheduler_for(None), tokenizer, text_encoder, registry, controlnets=controlnets,
+        fused=fused, fused_controls=fused_controls, image_size=preset.control_size,
+        max_prompt_tokens=preset.model.max_prompt_tokens,
+    )  # fmt: skip
+    pipe.set_scheduler(scheduler or preset.sampling.scheduler)
+    pipe.source = Path(run_dir)
+    return pipe

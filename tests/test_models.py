@@ -1,0 +1,308 @@
+"""The generator: training (checkpoints, resume, DDP), the pipeline (save/load, determinism, errors), SD interop."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from radgazegen.controls.registry import ControlRegistry, ControlSettings
+from radgazegen.data.dataset import StepBatches
+from radgazegen.data.reflacx import ReflacxDataset
+from radgazegen.errors import ControlError, MissingWeightsError
+from radgazegen.models.controlnet import controlnet_from_unet, load_unet
+from radgazegen.models.pipeline import RadGazeGenPipeline
+from radgazegen.models.sampling import sample_batch
+from radgazegen.models.train import latest_checkpoint, pipeline_from_run, read_log, train
+from radgazegen.presets import get_preset
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_sd import save_tiny_stable_diffusion  # noqa: E402
+
+SMOKE = get_preset("smoke")
+CONTROLS = ["canny", "gaze"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A smoke-preset run: base UNet, two multi-mode ControlNets and one fused ControlNet."""
+    run_dir = tmp_path_factory.mktemp("run")
+    dataset = ReflacxDataset(phantom_dir)
+    train(SMOKE, run_dir, "base", dataset, progress=False)
+    train(SMOKE, run_dir, "controlnet", dataset, controls=CONTROLS, progress=False)
+    train(SMOKE, run_dir, "controlnet", dataset, mode="fused", controls=CONTROLS, progress=False)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def pipe(trained_run: Path) -> RadGazeGenPipeline:
+    return pipeline_from_run(trained_run, SMOKE)
+
+
+def test_training_writes_checkpoints_final_weights_logs_and_samples(trained_run: Path) -> None:
+    base = trained_run / "checkpoints" / "base"
+    assert (base / "final" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (base / "latest").read_text().strip() == f"checkpoint-{SMOKE.train.base_steps}"
+    assert (base / f"checkpoint-{SMOKE.train.base_steps}" / "model.safetensors").is_file()
+    assert [e["step"] for e in read_log(base)] == list(range(1, SMOKE.train.base_steps + 1))
+    assert (base / "validation" / f"step-{SMOKE.train.base_steps:06d}.png").is_file()
+    assert not list(base.glob(".*staging"))
+    for name in ("canny", "gaze", "fused"):
+        folder = trained_run / "checkpoints" / "controlnet" / name
+        assert (folder / "final" / "diffusion_pytorch_model.safetensors").is_file()
+        assert (folder / "validation" / "controls.png").is_file()
+    fused = json.loads((trained_run / "checkpoints" / "controlnet" / "fused" / "final" / "controls.json").read_text())
+    assert fused["controls"] == CONTROLS
+    manifest = json.loads((trained_run / "manifest.json").read_text())
+    assert set(manifest["training"]) == {"base", "controlnet/canny", "controlnet/gaze", "controlnet/fused"}
+
+
+def test_resume_continues_the_step_count_and_checkpoints_are_limited(phantom_dir: Path, tmp_path: Path) -> None:
+    dataset = ReflacxDataset(phantom_dir)
+    first = train(SMOKE, tmp_path, "base", dataset, steps=2, progress=False)[0]
+    assert (first.start_step, first.steps) == (0, 2)
+    assert latest_checkpoint(first.folder).name == "checkpoint-2"
+    resumed = train(SMOKE, tmp_path, "base", dataset, steps=6, progress=False)[0]
+    assert (resumed.start_step, resumed.steps) == (2, 6)
+    assert [e["step"] for e in read_log(first.folder)] == [1, 2, 3, 4, 5, 6]
+    kept = sorted(p.name for p in first.folder.glob("checkpoint-*"))
+    assert kept == ["checkpoint-4", "checkpoint-6"]  # checkpoints_total_limit = 2
+    again = train(SMOKE, tmp_path, "base", dataset, steps=6, progress=False)[0]  # complete: nothing to do
+    assert (again.start_step, again.seconds, again.last_loss) == (6, round(resumed.seconds, 1), resumed.last_loss)
+    assert len(read_log(first.folder)) == 6
+
+
+def test_resumed_training_equals_uninterrupted_training(phantom_dir: Path, tmp_path: Path) -> None:
+    dataset = ReflacxDataset(phantom_dir)
+    train(SMOKE, tmp_path / "once", "base", dataset, steps=4, progress=False)
+    train(SMOKE, tmp_path / "twice", "base", dataset, steps=2, progress=False)
+    train(SMOKE, tmp_path / "twice", "base", dataset, steps=4, progress=False)
+    once = [e["loss"] for e in read_log(tmp_path / "once" / "checkpoints" / "base")]
+    twice = [e["loss"] for e in read_log(tmp_path / "twice" / "checkpoints" / "base")]
+    np.testing.assert_allclose(twice, once, rtol=1e-5)
+    a = load_unet(tmp_path / "once" / "checkpoints" / "base" / "final" / "unet")
+    b = load_unet(tmp_path / "twice" / "checkpoints" / "base" / "final" / "unet")
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_killed_checkpoint_write_leaves_the_last_good_checkpoint(phantom_dir: Path, tmp_path: Path) -> None:
+    dataset = ReflacxDataset(phantom_dir)
+    folder = train(SMOKE, tmp_path, "base", dataset, steps=2, progress=False)[0].folder
+    (folder / ".checkpoint-4.staging").mkdir()  # what a process killed while writing step 4 leaves
+    (folder / ".checkpoint-4.staging" / "model.safetensors").write_bytes(b"half")
+    assert latest_checkpoint(folder).name == "checkpoint-2"
+    assert train(SMOKE, tmp_path, "base", dataset, steps=3, progress=False)[0].start_step == 2
+
+
+def test_controlnet_stage_needs_a_trained_base(phantom_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(MissingWeightsError, match="run `radgazegen train --stage base` first"):
+        train(SMOKE, tmp_path, "controlnet", ReflacxDataset(phantom_dir), controls=["canny"], progress=False)
+
+
+def test_step_batches_depend_only_on_seed_and_step_and_split_across_processes() -> None:
+    whole = list(StepBatches(10, 4, seed=0, start=0, stop=5))
+    assert list(StepBatches(10, 4, seed=0, start=3, stop=5)) == whole[3:]
+    ranks = [list(StepBatches(10, 2, seed=0, start=0, stop=5, rank=r, world=2)) for r in range(2)]
+    assert [a + b for a, b in zip(*ranks, strict=True)] == whole
+    assert list(StepBatches(10, 4, seed=1, start=0, stop=5)) != whole
+
+
+def test_sampling_is_deterministic_and_follows_the_seed(pipe: RadGazeGenPipeline, phantom_dir: Path,
+                                                        trained_run: Path) -> None:  # fmt: skip
+    cases = list(ReflacxDataset(phantom_dir))[:2]
+    first = sample_batch(pipe, cases, trained_run, SMOKE, mode="multi")
+    again = sample_batch(pipe, cases, trained_run, SMOKE, mode="multi")
+    np.testing.assert_array_equal(first, again)
+    assert first.shape == (2, SMOKE.control_size, SMOKE.control_size)
+    assert 0 <= first.min() and first.max() <= 1
+    shifted = sample_batch(pipe, cases, trained_run, SMOKE, mode="multi", seed_offset=5)
+    assert np.abs(shifted - first).max() > 1e-3
+    single = sample_batch(pipe, cases[1:], trained_run, SMOKE, mode="multi", seed_offset=1)
+    np.testing.assert_allclose(single[0], first[1], atol=1e-5)  # an image does not depend on its batch
+
+
+def test_controls_change_the_sample_and_modes_differ(pipe: RadGazeGenPipeline) -> None:
+    size = SMOKE.control_size
+    controls = {"canny": np.eye(size, dtype=np.float32), "gaze": np.ones((size, size), np.float32)}
+    kwargs = {"num_inference_steps": 3, "guidance_scale": 2.0, "progress": False}
+    text = pipe("Small left pneumothorax.", generator=torch.Generator().manual_seed(0), **kwargs).images
+    multi = pipe("Small left pneumothorax.", controls, generator=torch.Generator().manual_seed(0), **kwargs).images
+    fused = pipe("Small left pneumothorax.", controls, mode="fused", generator=torch.Generator().manual_seed(0),
+                 **kwargs).images  # fmt: skip
+    off = pipe("Small left pneumothorax.", controls, control_scales=0.0, generator=torch.Generator().manual_seed(0),
+               **kwargs).images  # fmt: skip
+    closed = pipe("Small left pneumothorax.", controls, control_guidance_end={"canny": 0.0, "gaze": 0.0},
+                  generator=torch.Generator().manual_seed(0), **kwargs).images  # fmt: skip
+    late = pipe("Small left pneumothorax.", controls, control_guidance_start=0.5,
+                generator=torch.Generator().manual_seed(0), **kwargs).images  # fmt: skip
+    assert np.abs(multi - text).max() > 0 and np.abs(fused - multi).max() > 0
+    np.testing.assert_array_equal(off, text)  # scale 0 everywhere: no ControlNet acts
+    np.testing.assert_array_equal(closed, text)  # an empty guidance window: neither
+    assert np.abs(late - multi).max() > 0 and np.abs(late - text).max() > 0
+
+
+def test_save_and_load_pretrained_round_trip(pipe: RadGazeGenPipeline, tmp_path: Path) -> None:
+    folder = pipe.save_pretrained(tmp_path / "pipeline")
+    assert (folder / "text_encoder" / "packaged.json").is_file()  # the packaged MiniLM is referred to, not copied
+    loaded = RadGazeGenPipeline.from_pretrained(folder)
+    assert loaded.modes == ["multi", "fused"] and loaded.controls_of("fused") == CONTROLS
+    assert loaded.registry.to_dict() == pipe.registry.to_dict()
+    size = SMOKE.control_size
+    controls = {"canny": np.eye(size, dtype=np.float32)}
+    kwargs = {"num_inference_steps": 3, "progress": False}
+    a = pipe("Heart size is normal.", controls, generator=torch.Generator().manual_seed(3), **kwargs).images
+    b = loaded("Heart size is normal.", controls, generator=torch.Generator().manual_seed(3), **kwargs).images
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "dpm"])
+def test_other_samplers_are_selectable(pipe: RadGazeGenPipeline, tmp_path: Path, scheduler: str) -> None:
+    folder = pipe.save_pretrained(tmp_path / "pipeline")
+    loaded = RadGazeGenPipeline.from_pretrained(folder, scheduler=scheduler)
+    assert type(loaded.scheduler).__name__.lower().startswith(scheduler)
+    images = loaded("Heart size is normal.", num_inference_steps=3, progress=False).images
+    assert np.isfinite(images).all()
+
+
+def test_bad_controls_raise_clear_errors(pipe: RadGazeGenPipeline) -> None:
+    size = SMOKE.control_size
+    good = np.zeros((size, size), np.float32)
+    cases = [
+        ({"edges": good}, "unknown control 'edges'"),
+        ({"sobel": good}, "control 'sobel' was not trained in 'multi' mode"),
+        (
+            {"canny": np.zeros((size, size + 1), np.float32)},
+            r"control 'canny' has shape \(32, 33\); expected \(32, 32\)",
+        ),
+        ({"canny": np.full((size, size), 2.0, np.float32)}, r"must be finite and in \[0, 1\]"),
+        ({"gaze": np.full((size, size), np.nan, np.float32)}, r"must be finite and in \[0, 1\]"),
+        ({"canny": np.zeros((3, size, size), np.float32)}, "expected"),
+    ]
+    for controls, message in cases:
+        with pytest.raises(ControlError, match=message):
+            pipe("No pneumothorax.", controls, num_inference_steps=2, progress=False)
+    empty = RadGazeGenPipeline(pipe.unet, pipe.scheduler, pipe.tokenizer, pipe.text_encoder, pipe.registry)
+    with pytest.raises(ControlError, match="no 'multi' ControlNets"):
+        empty("No pneumothorax.", {"canny": good}, num_inference_steps=2, progress=False)
+
+
+def test_missing_weights_name_the_folder_and_file(pipe: RadGazeGenPipeline, tmp_path: Path) -> None:
+    with pytest.raises(MissingWeightsError, match=r"pipeline\.json"):
+        RadGazeGenPipeline.from_pretrained(tmp_path)
+    folder = pipe.save_pretrained(tmp_path / "pipeline")
+    (folder / "controlnets" / "gaze" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(MissingWeightsError, match=r"controlnets/gaze: missing diffusion_pytorch_model\.safetensors"):
+        RadGazeGenPipeline.from_pretrained(folder)
+    shutil.rmtree(folder / "unet")
+    with pytest.raises(MissingWeightsError, match="unet"):
+        RadGazeGenPipeline.from_pretrained(folder)
+
+
+def test_tiny_stable_diffusion_loads_from_a_local_folder_and_matches_diffusers(tmp_path: Path) -> None:
+    folder = save_tiny_stable_diffusion(tmp_path / "sd")
+    unet = load_unet(folder / "unet")
+    torch.manual_seed(1)
+    controlnet = controlnet_from_unet(unet, 1, downscale=2)
+    for parameter in controlnet.controlnet_down_blocks.parameters():  # untrained zero convolutions do nothing
+        torch.nn.init.normal_(parameter, std=0.05)
+    registry = ControlRegistry(ControlSettings(size=16))
+    pipe = RadGazeGenPipeline.from_stable_diffusion(folder, registry, controlnets={"canny": controlnet},
+                                                    scheduler="ddim")  # fmt: skip
+    assert pipe.image_size == 16 and pipe.max_prompt_tokens == 16
+    control = (np.random.default_rng(0).random((16, 16)) > 0.7).astype(np.float32)
+    kwargs = {"num_inference_steps": 4, "guidance_scale": 3.0}
+    ours = pipe("a small nodule", {"canny": control}, control_scales=0.7, generator=torch.Generator().manual_seed(0),
+                progress=False, **kwargs).images  # fmt: skip
+    diffusers_pipe = pipe.to_diffusers()
+    diffusers_pipe.set_progress_bar_config(disable=True)
+    theirs = diffusers_pipe("a small nodule", image=torch.from_numpy(control)[None, None],
+                            controlnet_conditioning_scale=0.7, generator=torch.Generator().manual_seed(0),
+                            output_type="np", **kwargs).images  # fmt: skip
+    np.testing.assert_allclose(ours, theirs.mean(-1), atol=1e-5)
+    plain = pipe("a small nodule", generator=torch.Generator().manual_seed(0), progress=False, **kwargs).images
+    assert np.abs(plain - ours).max() > 1e-4  # the ControlNet did act
+    saved = RadGazeGenPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "saved"), scheduler="ddim")
+    again = saved("a small nodule", {"canny": control}, control_scales=0.7, generator=torch.Generator().manual_seed(0),
+                  progress=False, **kwargs).images  # fmt: skip
+    np.testing.assert_allclose(again, ours, atol=1e-6)
+
+
+def test_stable_diffusion_folder_missing_parts_is_a_clear_error(tmp_path: Path) -> None:
+    folder = save_tiny_stable_diffusion(tmp_path / "sd")
+    shutil.rmtree(folder / "vae")
+    with pytest.raises(MissingWeightsError, match=r"sd/vae: missing"):
+        RadGazeGenPipeline.from_stable_diffusion(folder, ControlRegistry())
+
+
+def test_training_from_a_local_stable_diffusion_folder(phantom_dir: Path, tmp_path: Path) -> None:
+    folder = save_tiny_stable_diffusion(tmp_path / "sd")
+    dataset = ReflacxDataset(phantom_dir)
+    preset = get_preset("smoke")
+    import dataclasses
+
+    preset = dataclasses.replace(preset, control_size=16)
+    result = train(preset, tmp_path / "run", "base", dataset, pretrained=folder, steps=2, progress=False)[0]
+    assert result.steps == 2 and np.isfinite(result.last_loss)
+    train(preset, tmp_path / "run", "controlnet", dataset, controls=["canny"], steps=1, progress=False)
+    pipe = pipeline_from_run(tmp_path / "run", preset)
+    assert pipe.vae is not None and pipe.modes == ["multi"]
+    images = pipe("a small nodule", {"canny": np.zeros((16, 16), np.float32)}, num_inference_steps=2,
+                  progress=False).images  # fmt: skip
+    assert images.shape == (1, 16, 16)
+
+
+def test_ddp_training_on_two_cpu_processes(phantom_dir: Path, tmp_path: Path) -> None:
+    accelerate = Path(sys.executable).with_name("accelerate")
+    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "radgazegen.cli", "train", "--preset",
+               "smoke", "--stage", "base", "--steps", "3", "--data", str(phantom_dir), "--run-dir", str(tmp_path)]  # fmt: skip
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    entry = json.loads((tmp_path / "manifest.json").read_text())["training"]["base"]
+    assert entry["processes"] == 2 and entry["steps"] == 3
+    assert len(read_log(tmp_path / "checkpoints" / "base")) == 3
+    assert (tmp_path / "checkpoints" / "base" / "final" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_cli_train_and_sample(phantom_dir: Path, trained_run: Path, tmp_path: Path, capsys) -> None:
+    from radgazegen.cli import main
+
+    assert main(["train", "--preset", "smoke", "--stage", "controlnet", "--data", str(phantom_dir),
+                 "--run-dir", str(tmp_path)]) == 1  # fmt: skip
+    assert "no trained base model" in capsys.readouterr().err
+    assert main(["sample", "--preset", "smoke", "--data", str(phantom_dir), "--run-dir", str(trained_run),
+                 "--mode", "fused", "--split", "train", "--out", str(tmp_path / "samples")]) == 0  # fmt: skip
+    written = sorted((tmp_path / "samples").glob("*.png"))
+    train_cases = [case for case in ReflacxDataset(phantom_dir) if case.split == "train"]
+    assert len(written) == len(train_cases)
+    assert main(["sample", "--preset", "smoke", "--data", str(phantom_dir), "--run-dir", str(trained_run),
+                 "--split", "nonexistent"]) == 1  # fmt: skip
+    assert "no cases in split 'nonexistent'" in capsys.readouterr().err
+
+
+def test_gaze_editor_and_training_figures(pipe: RadGazeGenPipeline, trained_run: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from radgazegen.plots import architecture_figure, image_rows, loss_curves
+    from radgazegen.widgets import gaze_editor
+
+    size = SMOKE.control_size
+    editor = gaze_editor(pipe, {"canny": np.zeros((size, size), np.float32)}, ["A large left upper zone mass."],
+                         steps=2)  # fmt: skip
+    sliders = editor.children[0].children
+    assert [s.description for s in sliders] == ["row", "column", "radius"]
+    assert editor.children[1].children[2].description == "sample"
+    logs = {"base": read_log(trained_run / "checkpoints" / "base")}
+    assert len(loss_curves(logs).axes[0].lines) == 2  # raw and smoothed
+    assert len(architecture_figure(CONTROLS).axes) == 2
+    assert image_rows({"a": np.zeros((3, 8, 8)), "b": np.ones((2, 8, 8))}).axes[0].get_ylabel() == "a"
