@@ -11,26 +11,33 @@ from pathlib import Path
 from radgazegen.presets import PRESETS, get_preset
 
 
+def _with_data_options(parser: argparse.ArgumentParser, device: bool = True) -> argparse.ArgumentParser:
+    """The options every command on a data set takes: preset, data, images, run directory (and device)."""
+    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    parser.add_argument("--data", help="a REFLACX folder (main_data/...); default: the preset's phantom")
+    parser.add_argument("--images", help="MIMIC-CXR image root for a real REFLACX folder")
+    parser.add_argument("--run-dir", help="where artefacts and the manifest go (default runs/<preset>)")
+    if device:
+        parser.add_argument("--device", default=None, help="torch device (default: the preset's)")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="radgazegen", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    book = commands.add_parser("book", help="execute the notebooks for a preset, then build the HTML book")
-    book.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
-    book.add_argument("--data", help="a REFLACX folder (main_data/...); default: the preset's phantom")
-    book.add_argument("--images", help="MIMIC-CXR image root for a real REFLACX folder")
-    book.add_argument("--run-dir", help="where artefacts and the manifest go (default runs/<preset>)")
+    book = _with_data_options(
+        commands.add_parser("book", help="execute the notebooks for a preset, then build the HTML book"), device=False
+    )
     book.add_argument("--executed-dir", help="where executed notebooks go (default book/chapters)")
     book.add_argument("--root", default=".", help="the repository root (holds _toc.yml)")
     book.add_argument("--force", action="store_true", help="re-execute notebooks even when cached")
     book.add_argument("--only", nargs="+", metavar="NAME", help="execute only these chapters (e.g. 01_gaze_heatmaps)")
     book.add_argument("--no-build", action="store_true", help="execute notebooks only")
 
-    controls = commands.add_parser("controls", help="extract control maps for every case into the run directory")
-    controls.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
-    controls.add_argument("--data", help="a REFLACX folder (main_data/...); default: the preset's phantom")
-    controls.add_argument("--images", help="MIMIC-CXR image root for a real REFLACX folder")
-    controls.add_argument("--run-dir", help="where artefacts and the manifest go (default runs/<preset>)")
+    controls = _with_data_options(
+        commands.add_parser("controls", help="extract control maps for every case into the run directory")
+    )
     controls.add_argument(
         "--controls",
         nargs="+",
@@ -41,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     controls.add_argument(
         "--lung-masks", help="folder of <dicom_id>.png lung masks (else phantom truth or segmentation)"
     )
-    controls.add_argument("--device", default=None, help="torch device (default: the preset's)")
 
-    train = commands.add_parser("train", help="train the base UNet or the ControlNets (runs under accelerate launch)")
-    train.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    train = _with_data_options(
+        commands.add_parser("train", help="train the base UNet or the ControlNets (runs under accelerate launch)")
+    )
     train.add_argument("--stage", required=True, choices=("base", "controlnet"))
     train.add_argument(
         "--mode",
@@ -53,26 +60,19 @@ def main(argv: list[str] | None = None) -> int:
         help="multi: one ControlNet per control (the paper); fused: one over all controls",
     )
     train.add_argument("--controls", nargs="+", metavar="NAME", help="default: the preset's generator controls")
-    train.add_argument("--data", help="a REFLACX folder (main_data/...); default: the preset's phantom")
-    train.add_argument("--images", help="MIMIC-CXR image root for a real REFLACX folder")
-    train.add_argument("--run-dir", help="where artefacts and the manifest go (default runs/<preset>)")
     train.add_argument("--pretrained", help="a local Stable Diffusion folder (diffusers layout) to fine-tune")
     train.add_argument("--steps", type=int, help="optimizer steps (default: the preset's)")
     train.add_argument("--no-resume", action="store_true", help="start afresh instead of resuming from latest")
-    train.add_argument("--device", default=None, help="torch device (default: the preset's)")
     train.add_argument("--tensorboard", action="store_true", help="also log the loss to TensorBoard")
 
-    sample = commands.add_parser("sample", help="generate images with a trained pipeline for cases of a data set")
-    sample.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    sample = _with_data_options(
+        commands.add_parser("sample", help="generate images with a trained pipeline for cases of a data set")
+    )
     sample.add_argument("--pipeline", help="a saved RadGazeGenPipeline folder (default: the run's checkpoints)")
-    sample.add_argument("--run-dir", help="run directory (default runs/<preset>)")
-    sample.add_argument("--data", help="a REFLACX folder; default: the preset's phantom")
-    sample.add_argument("--images", help="MIMIC-CXR image root for a real REFLACX folder")
     sample.add_argument("--split", default="test", help="the cases to sample (their reports and controls)")
     sample.add_argument("--mode", choices=("multi", "fused", "text"), default="multi")
     sample.add_argument("--scale", type=float, default=1.0, help="conditioning scale of every control")
     sample.add_argument("--out", help="output folder (default <run-dir>/samples/<mode>)")
-    sample.add_argument("--device", default=None)
 
     data = commands.add_parser("data", help="data set tools")
     data_commands = data.add_subparsers(dest="data_command", required=True)
@@ -115,73 +115,66 @@ def _book(args: argparse.Namespace) -> int:
     return 0
 
 
+def _on_dataset(args: argparse.Namespace, command: str, action) -> int:
+    """Run ``action(preset, run_dir, dataset, device)``; bad input is one line on stderr and exit code 1."""
+    from radgazegen.errors import ControlError, DataFormatError, MissingWeightsError
+    from radgazegen.runs import prepare_dataset, resolve_device, run_dir_for
+
+    preset = get_preset(args.preset)
+    run_dir = run_dir_for(preset, args.run_dir)
+    try:
+        dataset = prepare_dataset(preset, args.data, run_dir, args.images)
+        return action(preset, run_dir, dataset, resolve_device(args.device or preset.device))
+    except (ControlError, DataFormatError, MissingWeightsError, ValueError, FileNotFoundError) as err:
+        print(f"radgazegen {command}: {err}", file=sys.stderr)
+        return 1
+
+
 def _controls(args: argparse.Namespace) -> int:
     from radgazegen.controls.extract import extract_controls
     from radgazegen.controls.registry import DEFAULT_CONTROLS, ControlSettings
-    from radgazegen.errors import DataFormatError
-    from radgazegen.runs import prepare_dataset, record, resolve_device, run_dir_for
+    from radgazegen.runs import record
 
-    preset = get_preset(args.preset)
-    run_dir = run_dir_for(preset, args.run_dir)
     names = args.controls or list(DEFAULT_CONTROLS)
-    started = time.perf_counter()
-    try:
-        dataset = prepare_dataset(preset, args.data, run_dir, args.images)
-        registry = extract_controls(
-            dataset,
-            names,
-            run_dir,
-            ControlSettings(size=preset.control_size),
-            lung_dir=args.lung_masks,
-            device=resolve_device(args.device or preset.device),
-        )
-    except (DataFormatError, ValueError, FileNotFoundError) as err:
-        print(f"radgazegen controls: {err}", file=sys.stderr)
-        return 1
-    seconds = round(time.perf_counter() - started, 2)
-    record(run_dir, "controls", "extraction", registry.to_dict() | {"controls": names, "cases": len(dataset),
-                                                                    "seconds": seconds})  # fmt: skip
-    print(f"controls of {len(dataset)} cases in {run_dir / 'controls'} ({seconds} s)")
-    return 0
+
+    def extract(preset, run_dir, dataset, device) -> int:
+        started = time.perf_counter()
+        registry = extract_controls(dataset, names, run_dir, ControlSettings(size=preset.control_size),
+                                    lung_dir=args.lung_masks, device=device)  # fmt: skip
+        seconds = round(time.perf_counter() - started, 2)
+        record(run_dir, "controls", "extraction", registry.to_dict() | {"controls": names, "cases": len(dataset),
+                                                                        "seconds": seconds})  # fmt: skip
+        print(f"controls of {len(dataset)} cases in {run_dir / 'controls'} ({seconds} s)")
+        return 0
+
+    return _on_dataset(args, "controls", extract)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from radgazegen.errors import DataFormatError, MissingWeightsError
     from radgazegen.models.train import train
-    from radgazegen.runs import prepare_dataset, resolve_device, run_dir_for
 
-    preset = get_preset(args.preset)
-    run_dir = run_dir_for(preset, args.run_dir)
-    try:
-        dataset = prepare_dataset(preset, args.data, run_dir, args.images)
+    def run(preset, run_dir, dataset, device) -> int:
         results = train(preset, run_dir, args.stage, dataset, mode=args.mode, controls=args.controls,
-                        pretrained=args.pretrained, steps=args.steps, resume=not args.no_resume,
-                        device=resolve_device(args.device or preset.device), tensorboard=args.tensorboard)  # fmt: skip
-    except (DataFormatError, MissingWeightsError, ValueError, FileNotFoundError) as err:
-        print(f"radgazegen train: {err}", file=sys.stderr)
-        return 1
-    for result in results if int(os.environ.get("RANK", "0")) == 0 else ():  # once under accelerate launch
-        print(f"{result.folder}: steps {result.start_step}->{result.steps} in {result.seconds:.1f} s, "
-              f"last loss {result.last_loss:.4f}")  # fmt: skip
-    return 0
+                        pretrained=args.pretrained, steps=args.steps, resume=not args.no_resume, device=device,
+                        tensorboard=args.tensorboard)  # fmt: skip
+        for result in results if int(os.environ.get("RANK", "0")) == 0 else ():  # once under accelerate launch
+            print(f"{result.folder}: steps {result.start_step}->{result.steps} in {result.seconds:.1f} s, "
+                  f"last loss {result.last_loss:.4f}")  # fmt: skip
+        return 0
+
+    return _on_dataset(args, "train", run)
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from radgazegen.errors import ControlError, DataFormatError, MissingWeightsError
     from radgazegen.models.sampling import sample_cases
-    from radgazegen.runs import prepare_dataset, resolve_device, run_dir_for
 
-    preset = get_preset(args.preset)
-    run_dir = run_dir_for(preset, args.run_dir)
-    try:
-        dataset = prepare_dataset(preset, args.data, run_dir, args.images)
+    def run(preset, run_dir, dataset, device) -> int:
         out = sample_cases(preset, run_dir, dataset, split=args.split, mode=args.mode, scale=args.scale,
-                           pipeline=args.pipeline, out=args.out, device=resolve_device(args.device or preset.device))  # fmt: skip
-    except (ControlError, DataFormatError, MissingWeightsError, ValueError, FileNotFoundError) as err:
-        print(f"radgazegen sample: {err}", file=sys.stderr)
-        return 1
-    print(f"samples: {out}")
-    return 0
+                           pipeline=args.pipeline, out=args.out, device=device)  # fmt: skip
+        print(f"samples: {out}")
+        return 0
+
+    return _on_dataset(args, "sample", run)
 
 
 def _phantom(args: argparse.Namespace) -> int:

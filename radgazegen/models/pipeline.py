@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -40,7 +38,7 @@ from tqdm.auto import tqdm
 
 from radgazegen.controls.registry import BASE_CONTROLS, TEXTURE_PREFIX, ControlRegistry
 from radgazegen.errors import ControlError, MissingWeightsError
-from radgazegen.io import write_json_atomic
+from radgazegen.io import atomic_dir, write_json_atomic
 from radgazegen.models.controlnet import FUSED, folder_name, load_controlnet, load_unet, save_controlnet
 from radgazegen.models.text import encode_prompts, load_text_encoder, save_text_encoder
 
@@ -276,18 +274,9 @@ class RadGazeGenPipeline:
         Everything is written to a staging folder that then replaces ``folder``: an interrupted save
         leaves the previous pipeline (or nothing), never half of one.
         """
-        target = Path(folder)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            self._write(folder)
-            if target.exists():
-                shutil.rmtree(target)
-            folder.rename(target)
-        finally:
-            if folder.exists():
-                shutil.rmtree(folder)
-        return target
+        with atomic_dir(folder) as staging:
+            self._write(staging)
+        return Path(folder)
 
     def _write(self, folder: Path) -> None:
         self.unet.save_pretrained(folder / "unet", safe_serialization=True)

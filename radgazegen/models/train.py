@@ -44,7 +44,7 @@ from radgazegen.controls.registry import ControlRegistry, ControlSettings, check
 from radgazegen.data.dataset import GeneratorDataset, StepBatches, collate
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.errors import MissingWeightsError
-from radgazegen.io import atomic_path, write_json_atomic, write_text_atomic
+from radgazegen.io import atomic_dir, atomic_path, write_json_atomic, write_text_atomic
 from radgazegen.models.controlnet import (
     CONTROL_MODES,
     FUSED,
@@ -362,23 +362,17 @@ def _save_checkpoint(accelerator: Accelerator, folder: Path, step: int, limit: i
 
 def _save_final(model, ema, stage: str, controls: list[str], folder: Path, pretrained: Path | None) -> None:
     """The trained network (EMA weights when enabled) as ``final/``, written to staging and renamed."""
-    staging = folder / ".final.staging"
-    if staging.exists():
-        shutil.rmtree(staging)
     if ema is not None:
         ema.store(model.parameters())
         ema.copy_to(model.parameters())
-    if stage == "base":
-        model.save_pretrained(staging / "unet", safe_serialization=True)
-        write_json_atomic(staging / TRAINING_FILE, {"pretrained": str(pretrained) if pretrained else None})
-    else:
-        save_controlnet(model, staging, controls)
+    with atomic_dir(folder / "final") as staging:
+        if stage == "base":
+            model.save_pretrained(staging / "unet", safe_serialization=True)
+            write_json_atomic(staging / TRAINING_FILE, {"pretrained": str(pretrained) if pretrained else None})
+        else:
+            save_controlnet(model, staging, controls)
     if ema is not None:
         ema.restore(model.parameters())
-    final = folder / "final"
-    if final.exists():
-        shutil.rmtree(final)
-    staging.rename(final)
 
 
 def validation_cases(dataset: ReflacxDataset, count: int = VALIDATION_IMAGES) -> list:

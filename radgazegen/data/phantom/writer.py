@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from tqdm.auto import tqdm
 
 from radgazegen import __version__
 from radgazegen.data.images import save_mask_png, save_png16
+from radgazegen.io import atomic_dir
 from radgazegen.data.phantom.anatomy import Anatomy, AnatomyParams, finish, render_anatomy
 from radgazegen.data.phantom.findings import (
     LABELS_PHASE3,
@@ -109,10 +108,8 @@ def generate_phantom(
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as staging:
         rows: dict[int, list[dict]] = {1: [], 2: [], 3: []}
         truth: list[dict] = []
         seeds = np.random.SeedSequence(seed).spawn(n)
@@ -144,12 +141,6 @@ def generate_phantom(
             "seconds": round(time.perf_counter() - started, 3),
         }
         (staging / "phantom" / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return out_dir
 
 
