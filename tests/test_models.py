@@ -306,3 +306,19 @@ def test_gaze_editor_and_training_figures(pipe: RadGazeGenPipeline, trained_run:
     assert len(loss_curves(logs).axes[0].lines) == 2  # raw and smoothed
     assert len(architecture_figure(CONTROLS).axes) == 2
     assert image_rows({"a": np.zeros((3, 8, 8)), "b": np.ones((2, 8, 8))}).axes[0].get_ylabel() == "a"
+
+
+def test_ema_weights_are_checkpointed_resumed_and_exported(phantom_dir: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    preset = dataclasses.replace(SMOKE, train=dataclasses.replace(SMOKE.train, ema_decay=0.5))
+    dataset = ReflacxDataset(phantom_dir)
+    folder = train(preset, tmp_path, "base", dataset, steps=2, progress=False)[0].folder
+    assert (folder / "checkpoint-2" / "custom_checkpoint_0.pkl").is_file()  # the EMA state
+    resumed = train(preset, tmp_path, "base", dataset, steps=4, progress=False)[0]
+    assert resumed.start_step == 2
+    ema = load_unet(folder / "final" / "unet")
+    raw = torch.load(folder / "checkpoint-4" / "custom_checkpoint_0.pkl", weights_only=False)
+    shadow = raw["shadow_params"]
+    for exported, kept in zip(ema.parameters(), shadow, strict=True):
+        torch.testing.assert_close(exported, kept.to(exported.dtype))  # final/ holds the EMA weights
