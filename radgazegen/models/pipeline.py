@@ -36,7 +36,7 @@ from diffusers import (
 from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
 from tqdm.auto import tqdm
 
-from radgazegen.controls.registry import BASE_CONTROLS, TEXTURE_PREFIX, ControlRegistry
+from radgazegen.controls.registry import ControlInputs, ControlRegistry, check_names
 from radgazegen.errors import ControlError, MissingWeightsError
 from radgazegen.io import atomic_dir, write_json_atomic
 from radgazegen.models.controlnet import FUSED, folder_name, load_controlnet, load_unet, save_controlnet
@@ -82,13 +82,8 @@ class RadGazeGenPipeline:
         image_size: int | None = None,
         max_prompt_tokens: int = 77,
     ) -> None:
-        self.unet, self.scheduler, self.tokenizer, self.text_encoder, self.vae = (
-            unet,
-            scheduler,
-            tokenizer,
-            text_encoder,
-            vae,
-        )
+        self.unet, self.scheduler, self.vae = unet, scheduler, vae
+        self.tokenizer, self.text_encoder = tokenizer, text_encoder
         self.registry = registry
         self.controlnets = dict(controlnets or {})
         self.fused, self.fused_controls = fused, list(fused_controls)
@@ -135,16 +130,12 @@ class RadGazeGenPipeline:
 
     def set_scheduler(self, name: str) -> None:
         """Switch the sampler: ``"unipc"`` (default, the paper's), ``"ddim"`` or ``"dpm"`` (DPM-Solver++)."""
-        if name not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
-        self.scheduler = SCHEDULERS[name].from_config(self.scheduler.config)
+        self.scheduler = _scheduler(name, self.scheduler.config)
 
     def control_maps(
         self, names: Sequence[str], image: np.ndarray, fixations=None, lungs=None
     ) -> dict[str, np.ndarray]:
         """Controls extracted from a new image (and gaze / lung mask) and normalised as in training."""
-        from radgazegen.controls.registry import ControlInputs
-
         inputs = ControlInputs(image=image, fixations=fixations, lungs=lungs)
         return self.registry.controls(names, inputs, device=self.device)
 
@@ -221,11 +212,11 @@ class RadGazeGenPipeline:
             raise ControlError(f"this pipeline has no {mode!r} ControlNets (it has: {self.modes or 'none'})")
         trained = self.controls_of(mode)
         checked = {}
+        try:
+            check_names(controls)
+        except ValueError as err:
+            raise ControlError(str(err)) from None
         for name, values in controls.items():
-            if name not in BASE_CONTROLS and not name.startswith(TEXTURE_PREFIX):
-                raise ControlError(
-                    f"unknown control {name!r}; controls are {list(BASE_CONTROLS)} and texture:<feature>"
-                )
             if name not in trained:
                 raise ControlError(f"control {name!r} was not trained in {mode!r} mode; this pipeline's {mode} "
                                    f"controls are {trained}")  # fmt: skip
@@ -396,10 +387,14 @@ def _value(values: PerControl, name: str, default: float) -> float:
     return float(values.get(name, default)) if isinstance(values, Mapping) else float(values)
 
 
-def _load_scheduler(folder: Path, name: str) -> SchedulerMixin:
+def _scheduler(name: str, config) -> SchedulerMixin:
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
+    return SCHEDULERS[name].from_config(config)
+
+
+def _load_scheduler(folder: Path, name: str) -> SchedulerMixin:
     path = folder / "scheduler_config.json"
     if not path.is_file():
         raise MissingWeightsError(f"{folder}: missing scheduler_config.json")
-    return SCHEDULERS[name].from_config(json.loads(path.read_text()))
+    return _scheduler(name, json.loads(path.read_text()))
