@@ -109,6 +109,11 @@ def _book(args: argparse.Namespace) -> int:
     for name, state in status.items():
         print(f"  {name}: {state}")
     if not args.no_build:
+        from radgazegen.evaluation.results import write_results_tables
+        from radgazegen.runs import run_dir_for
+
+        run_dir = run_dir_for(get_preset(args.preset), args.run_dir)
+        write_results_tables(args.root, run_dir if run_dir.is_absolute() else Path(args.root) / run_dir)
         html = build_html(args.root)
         print(f"book: {html / 'index.html'}")
     print(f"done in {time.perf_counter() - started:.1f} s")

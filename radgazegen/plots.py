@@ -181,3 +181,75 @@ def image_rows(rows: dict[str, np.ndarray], titles: list[str] | None = None, siz
                 ax.set_title(titles[c], fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def interval_plot(table: pd.DataFrame, metrics: list[str]) -> plt.Figure:
+    """One panel per metric: each row of ``table`` as a point with its ``<metric> low`` / ``high`` interval."""
+    metrics = [m for m in metrics if m in table.columns]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 0.45 * len(table) + 1.2), squeeze=False)
+    rows = np.arange(len(table))[::-1]
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        values = table[metric].to_numpy(float)
+        low = table.get(f"{metric} low", table[metric]).to_numpy(float)
+        high = table.get(f"{metric} high", table[metric]).to_numpy(float)
+        ax.errorbar(values, rows, xerr=[values - low, high - values], fmt="o", capsize=3)
+        ax.set_yticks(rows, table.index if ax is axes[0][0] else [""] * len(rows), fontsize=8)
+        ax.set_title(metric, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def auroc_plot(table: pd.DataFrame) -> plt.Figure:
+    """AUROC per finding (rows) and training arm (colours) with bootstrap intervals; ``table`` indexed (arm, finding)."""
+    arms = list(dict.fromkeys(table.index.get_level_values("arm")))
+    findings = list(dict.fromkeys(table.index.get_level_values("finding")))
+    figure, ax = plt.subplots(figsize=(7, 0.5 * len(findings) + 1.2))
+    offsets = np.linspace(-0.25, 0.25, len(arms))
+    for offset, arm in zip(offsets, arms, strict=True):
+        part = table.xs(arm, level="arm").reindex(findings)
+        y = np.arange(len(findings))[::-1] + offset
+        ax.errorbar(part["auroc"], y, xerr=[part["auroc"] - part["low"], part["high"] - part["auroc"]], fmt="o",
+                    capsize=2, label=arm)  # fmt: skip
+    ax.axvline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_yticks(np.arange(len(findings))[::-1], findings, fontsize=8)
+    ax.set_xlabel("AUROC (95% bootstrap interval)")
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def group_accuracy_plot(table: pd.DataFrame) -> plt.Figure:
+    """Balanced and per-group accuracy per arm as grouped bars with intervals; ``table`` indexed (arm, metric)."""
+    arms = list(dict.fromkeys(table.index.get_level_values("arm")))
+    metrics = list(dict.fromkeys(table.index.get_level_values("metric")))
+    value = next(c for c in table.columns if c not in ("low", "high", "n"))
+    figure, ax = plt.subplots(figsize=(1.6 * len(metrics) + 2, 3.2))
+    width = 0.8 / len(arms)
+    for k, arm in enumerate(arms):
+        part = table.xs(arm, level="arm").reindex(metrics)
+        x = np.arange(len(metrics)) + k * width
+        ax.bar(x, part[value], width, label=arm,
+               yerr=[part[value] - part["low"], part["high"] - part[value]] if "low" in part else None, capsize=2)  # fmt: skip
+    ax.set_xticks(np.arange(len(metrics)) + width * (len(arms) - 1) / 2, metrics, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def ablation_heatmap(table: pd.DataFrame) -> plt.Figure:
+    """The ablation table's numeric columns as a heatmap, each column rescaled to [0, 1] for colour, values printed."""
+    import seaborn as sns
+
+    numeric = table.select_dtypes("number")
+    spread = (numeric.max() - numeric.min()).replace(0, 1)
+    colour = (numeric - numeric.min()) / spread
+    figure, ax = plt.subplots(figsize=(0.9 * numeric.shape[1] + 2, 0.5 * len(numeric) + 2))
+    sns.heatmap(colour, annot=numeric.round(3), fmt="", cbar=False, cmap="viridis", ax=ax,
+                yticklabels=table.index, annot_kws={"fontsize": 7})  # fmt: skip
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=40, ha="right", fontsize=8)
+    ax.set_title("colour: column-wise min (dark) to max (bright)", fontsize=8)
+    figure.tight_layout()
+    return figure

@@ -49,6 +49,34 @@ class SamplingSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ClassifierSettings:
+    """The downstream classifier: torchvision's DenseNet architecture (DenseNet-121 by default) and its training."""
+
+    block_config: tuple[int, ...] = (6, 12, 24, 16)  # DenseNet-121; the CPU presets use a shallower DenseNet
+    growth_rate: int = 32
+    num_init_features: int = 64
+    image_size: int = 224  # input resolution (px); images are resized to it
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationSettings:
+    """Sizes of the evaluation protocols (chapters 05-09)."""
+
+    conditions: int  # training readings whose report and controls condition each configuration's samples
+    diversity_pairs: int  # of those, how many get a second sample with another seed (MS-SSIM diversity)
+    sampling_steps: int  # denoising steps for the evaluation samples
+    tail_samples: int  # generated images added per tail class (long-tail protocol)
+    bootstrap: int  # bootstrap replicates for confidence intervals
+    test_cases: int  # readings of the held-out phantom test cohort for the classifiers (real data: label CSVs)
+    segmenter_epochs: int  # the finding segmenter used to locate findings in generated images
+    classifier: ClassifierSettings
+
+
+@dataclasses.dataclass(frozen=True)
 class Preset:
     """Scale settings of a run; later stages read the fields that concern them."""
 
@@ -63,6 +91,7 @@ class Preset:
     train: TrainSettings
     sampling: SamplingSettings
     controls: tuple[str, ...]  # the generator's controls: Rad-CN group, HVA-CN (gaze), and our texture map
+    evaluation: EvaluationSettings
 
 
 _GENERATOR_CONTROLS = ("canny", "lungs", "gaze", "texture:glcm_Contrast")
@@ -77,6 +106,9 @@ PRESETS: dict[str, Preset] = {
                           controlnet_learning_rate=1e-3, checkpoint_every=2, validate_every=4, warmup_steps=1),
             SamplingSettings(steps=4, guidance_scale=2.0),
             ("canny", "gaze"),
+            EvaluationSettings(conditions=6, diversity_pairs=2, sampling_steps=2, tail_samples=2, bootstrap=50, test_cases=16,
+                               segmenter_epochs=1,
+                               classifier=ClassifierSettings((1, 1, 1, 1), 8, 16, image_size=32, epochs=1, batch_size=8)),
         ),
         Preset(
             "cpu", "the README's book build on a laptop CPU", 0, 120, (576, 480), 64, "cpu",
@@ -85,6 +117,9 @@ PRESETS: dict[str, Preset] = {
                           controlnet_learning_rate=5e-4, checkpoint_every=100, validate_every=100),
             SamplingSettings(steps=25, guidance_scale=2.0),
             _GENERATOR_CONTROLS,
+            EvaluationSettings(conditions=40, diversity_pairs=12, sampling_steps=10, tail_samples=12, bootstrap=500, test_cases=200,
+                               segmenter_epochs=20,
+                               classifier=ClassifierSettings((2, 4, 8, 6), image_size=64, epochs=15, batch_size=32)),
         ),
         Preset(
             "gpu", "one Colab / workstation GPU", 0, 600, (576, 480), 256, "auto",
@@ -94,6 +129,8 @@ PRESETS: dict[str, Preset] = {
                           mixed_precision="fp16", ema_decay=0.999, warmup_steps=500),
             SamplingSettings(steps=50, guidance_scale=3.0),
             _GENERATOR_CONTROLS,
+            EvaluationSettings(conditions=400, diversity_pairs=100, sampling_steps=50, tail_samples=100, bootstrap=1000, test_cases=1000,
+                               segmenter_epochs=40, classifier=ClassifierSettings(image_size=256, epochs=20, batch_size=64)),
         ),
         Preset(
             "paper", "real REFLACX + MIMIC-CXR with local Stable Diffusion 1.5 weights", 0, 0, (576, 480), 512, "auto",
@@ -104,6 +141,8 @@ PRESETS: dict[str, Preset] = {
                           ema_decay=0.9999, prompt_dropout=0.05, warmup_steps=500),
             SamplingSettings(steps=50, guidance_scale=7.5),
             ("canny", "sobel", "log", "lungs", "gaze"),
+            EvaluationSettings(conditions=2000, diversity_pairs=500, sampling_steps=50, tail_samples=500, bootstrap=1000, test_cases=0,
+                               segmenter_epochs=40, classifier=ClassifierSettings(image_size=512, epochs=30, batch_size=32)),
         ),
     )
 }  # fmt: skip

@@ -46,14 +46,22 @@ def sample_batch(
     scales: float | dict[str, float] = 1.0,
     controls: Sequence[str] | None = None,
     seed_offset: int = 0,
+    steps: int | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Images ``(len(cases), S, S)`` for the cases' reports and extracted controls (``mode="text"``: none)."""
+    """Images ``(len(cases), S, S)`` for the cases' reports and extracted controls (``mode="text"``: none).
+
+    Image ``k`` is seeded by ``seeds[k]`` (default ``seed_offset + k``); ``steps`` overrides the
+    preset's number of denoising steps.
+    """
     names = [] if mode == TEXT_ONLY else list(controls if controls is not None else pipe.controls_of(mode))
     per_case = [load_controls(run_dir, case.id, names, pipe.registry) if names else {} for case in cases]
     maps = {name: np.stack([m[name] for m in per_case]) for name in names}
-    generators = case_generators(preset.seed, [seed_offset + k for k in range(len(cases))])
+    generators = case_generators(
+        preset.seed, seeds if seeds is not None else [seed_offset + k for k in range(len(cases))]
+    )
     return pipe([case.transcription() for case in cases], maps, mode=None if mode == TEXT_ONLY else mode,
-                control_scales=scales, num_inference_steps=preset.sampling.steps,
+                control_scales=scales, num_inference_steps=steps or preset.sampling.steps,
                 guidance_scale=preset.sampling.guidance_scale, generator=generators, progress=False).images  # fmt: skip
 
 

@@ -1,0 +1,151 @@
+"""The sample bank: images generated once per model configuration and shared by every evaluation chapter.
+
+Each configuration (text only, Rad-CN only, HVA-CN only, both as in the paper, fused, both + our
+texture maps) is sampled for the same ``conditions`` training readings (report as prompt, the
+reading's own controls), with one seed per reading and copy; readings may get more than one copy
+(e.g. a second sample for MS-SSIM diversity, or many for the long-tail protocol's rare findings).
+Images are written one 16-bit PNG per sample (``<id>.png``, then ``<id>_1.png``, ...) into
+``<run_dir>/samples/bank/<configuration>/`` as they are made, so an interrupted run resumes where it
+stopped; ``index.json`` (written last) records what produced them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from radgazegen.controls.registry import TEXTURE_PREFIX
+from radgazegen.data.images import load_image, save_png16
+from radgazegen.data.reflacx import ReflacxCase, ReflacxDataset
+from radgazegen.io import write_json_atomic
+from radgazegen.models.pipeline import FUSED, RadGazeGenPipeline
+from radgazegen.models.sampling import TEXT_ONLY, sample_batch
+from radgazegen.presets import Preset
+
+_COPY_SEED_OFFSET = 500_000  # seed index of copy c of reading k: k + c * offset
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One way of sampling the generator: a mode and the controls it follows."""
+
+    name: str
+    label: str
+    mode: str  # "text", "multi" or "fused"
+    controls: tuple[str, ...]
+
+
+def configurations(pipe: RadGazeGenPipeline) -> list[Configuration]:
+    """The paper's baselines and ablations that this pipeline's networks can make, in table order.
+
+    Rad-CN is every radiomics-group control except our texture maps; HVA-CN is the gaze ControlNet.
+    """
+    multi = list(pipe.controls_of("multi")) if "multi" in pipe.modes else []
+    rad = tuple(c for c in multi if c != "gaze" and not c.startswith(TEXTURE_PREFIX))
+    texture = tuple(c for c in multi if c.startswith(TEXTURE_PREFIX))
+    found = [Configuration("text", "SD text only", TEXT_ONLY, ())]
+    if rad:
+        found.append(Configuration("rad", "Rad-CN only", "multi", rad))
+    if "gaze" in multi:
+        found.append(Configuration("gaze", "HVA-CN only (single ControlNet)", "multi", ("gaze",)))
+    if rad and "gaze" in multi:
+        found.append(Configuration("both", "RadGazeGen: Rad-CN + HVA-CN (paper)", "multi", (*rad, "gaze")))
+        if texture:
+            found.append(Configuration("both+texture", "Rad-CN + HVA-CN + texture maps (ours)", "multi",
+                                       (*rad, "gaze", *texture)))  # fmt: skip
+    if FUSED in pipe.modes:
+        found.append(Configuration("fused", "fused ControlNet, all controls (ours)", FUSED,
+                                   tuple(pipe.controls_of(FUSED))))  # fmt: skip
+    return found
+
+
+def condition_cases(dataset: ReflacxDataset, n: int, seed: int, split: str = "train") -> list[ReflacxCase]:
+    """``n`` readings of ``split`` in a seeded random order (all of them when there are fewer)."""
+    cases = [case for case in dataset if case.split == split]
+    if not cases:
+        raise ValueError(f"{dataset.root}: no readings in split {split!r}")
+    order = np.random.default_rng(seed).permutation(len(cases))
+    return [cases[i] for i in order[:n]]
+
+
+@dataclass
+class Samples:
+    """A configuration's samples: ``images[i]`` is copy ``copy[i]`` of reading ``ids[i]``."""
+
+    configuration: Configuration
+    ids: list[str]
+    copy: np.ndarray
+    images: np.ndarray
+
+    def first(self) -> tuple[list[str], np.ndarray]:
+        """The first copy of every reading: ``(ids, images)``."""
+        rows = np.flatnonzero(self.copy == 0)
+        return [self.ids[i] for i in rows], self.images[rows]
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies 0 and 1 of every reading that has two: two aligned image arrays."""
+        second = {self.ids[i]: i for i in np.flatnonzero(self.copy == 1)}
+        firsts = [i for i in np.flatnonzero(self.copy == 0) if self.ids[i] in second]
+        return self.images[firsts], self.images[[second[self.ids[i]] for i in firsts]]
+
+
+def _file(reading: str, copy: int) -> str:
+    return f"{reading}.png" if copy == 0 else f"{reading}_{copy}.png"
+
+
+def bank_folder(run_dir: str | Path, configuration: str) -> Path:
+    return Path(run_dir) / "samples" / "bank" / configuration
+
+
+def generate(
+    pipe: RadGazeGenPipeline,
+    configuration: Configuration,
+    cases: Sequence[ReflacxCase],
+    run_dir: str | Path,
+    preset: Preset,
+    *,
+    copies: Sequence[int] | None = None,
+    steps: int | None = None,
+    batch_size: int = 8,
+    folder: str | Path | None = None,
+    progress: bool = True,
+) -> Samples:
+    """Sample ``copies[k]`` images (default 1) of ``configuration`` for each of ``cases``; files already made are kept.
+
+    Copy ``c`` of reading ``k`` is seeded by index ``k + c * 500000``, whatever the batch it falls in.
+    """
+    folder = Path(folder) if folder else bank_folder(run_dir, configuration.name)
+    steps = steps or preset.evaluation.sampling_steps
+    copies = [1] * len(cases) if copies is None else list(copies)
+    if len(copies) != len(cases) or min(copies, default=1) < 1:
+        raise ValueError(f"copies must give a positive count for each of the {len(cases)} readings")
+    jobs = [(k, case, c) for k, case in enumerate(cases) for c in range(copies[k])]
+    todo = [job for job in jobs if not (folder / _file(job[1].id, job[2])).is_file()]
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"samples ({configuration.name})", unit="img",
+               disable=not progress)  # fmt: skip
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start : start + batch_size]
+        images = sample_batch(pipe, [case for _, case, _ in batch], run_dir, preset, mode=configuration.mode,
+                              controls=configuration.controls, seeds=[k + c * _COPY_SEED_OFFSET for k, _, c in batch],
+                              steps=steps)  # fmt: skip
+        for (_, case, c), image in zip(batch, images, strict=True):
+            save_png16(folder / _file(case.id, c), image)
+        bar.update(len(batch))
+    bar.close()
+    write_json_atomic(folder / "index.json", {"configuration": asdict(configuration), "ids": [c.id for c in cases],
+                                              "copies": copies, "steps": steps,
+                                              "guidance_scale": preset.sampling.guidance_scale, "seed": preset.seed,
+                                              "pipeline": str(pipe.source)})  # fmt: skip
+    return load(configuration, [c.id for c in cases], copies, folder)
+
+
+def load(configuration: Configuration, ids: Sequence[str], copies: Sequence[int], folder: str | Path) -> Samples:
+    """Read samples back (an image missing from ``folder`` is an error naming it)."""
+    folder = Path(folder)
+    rows = [(i, c) for i, n in zip(ids, copies, strict=True) for c in range(n)]
+    images = np.stack([load_image(folder / _file(i, c))[0] for i, c in rows]).astype(np.float32)
+    return Samples(configuration, [i for i, _ in rows], np.array([c for _, c in rows]), images)
