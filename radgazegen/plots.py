@@ -192,7 +192,9 @@ def interval_plot(table: pd.DataFrame, metrics: list[str]) -> plt.Figure:
         values = table[metric].to_numpy(float)
         low = table.get(f"{metric} low", table[metric]).to_numpy(float)
         high = table.get(f"{metric} high", table[metric]).to_numpy(float)
-        ax.errorbar(values, rows, xerr=[values - low, high - values], fmt="o", capsize=3)
+        # a set distance can lie outside its bootstrap interval (resampling with replacement biases it upwards)
+        errors = np.clip([values - low, high - values], 0, None)
+        ax.errorbar(values, rows, xerr=errors, fmt="o", capsize=3)
         ax.set_yticks(rows, table.index if ax is axes[0][0] else [""] * len(rows), fontsize=8)
         ax.set_title(metric, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
@@ -209,8 +211,8 @@ def auroc_plot(table: pd.DataFrame) -> plt.Figure:
     for offset, arm in zip(offsets, arms, strict=True):
         part = table.xs(arm, level="arm").reindex(findings)
         y = np.arange(len(findings))[::-1] + offset
-        ax.errorbar(part["auroc"], y, xerr=[part["auroc"] - part["low"], part["high"] - part["auroc"]], fmt="o",
-                    capsize=2, label=arm)  # fmt: skip
+        errors = np.clip([part["auroc"] - part["low"], part["high"] - part["auroc"]], 0, None)
+        ax.errorbar(part["auroc"], y, xerr=errors, fmt="o", capsize=2, label=arm)
     ax.axvline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_yticks(np.arange(len(findings))[::-1], findings, fontsize=8)
     ax.set_xlabel("AUROC (95% bootstrap interval)")
@@ -230,7 +232,7 @@ def group_accuracy_plot(table: pd.DataFrame) -> plt.Figure:
         part = table.xs(arm, level="arm").reindex(metrics)
         x = np.arange(len(metrics)) + k * width
         ax.bar(x, part[value], width, label=arm,
-               yerr=[part[value] - part["low"], part["high"] - part[value]] if "low" in part else None, capsize=2)  # fmt: skip
+               yerr=np.clip([part[value] - part["low"], part["high"] - part[value]], 0, None), capsize=2)  # fmt: skip
     ax.set_xticks(np.arange(len(metrics)) + width * (len(arms) - 1) / 2, metrics, fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")

@@ -117,7 +117,7 @@ PRESETS: dict[str, Preset] = {
                           controlnet_learning_rate=5e-4, checkpoint_every=100, validate_every=100),
             SamplingSettings(steps=25, guidance_scale=2.0),
             _GENERATOR_CONTROLS,
-            EvaluationSettings(conditions=40, diversity_pairs=12, sampling_steps=10, tail_samples=12, bootstrap=500, test_cases=200,
+            EvaluationSettings(conditions=32, diversity_pairs=8, sampling_steps=8, tail_samples=12, bootstrap=500, test_cases=200,
                                segmenter_epochs=20,
                                classifier=ClassifierSettings((2, 4, 8, 6), image_size=64, epochs=15, batch_size=32)),
         ),

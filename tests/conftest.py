@@ -20,3 +20,14 @@ def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def phantom_copy(phantom_dir: Path, tmp_path: Path) -> Path:
     """A private copy of the phantom data set that a test may damage."""
     return Path(shutil.copytree(phantom_dir, tmp_path / "reflacx"))
+
+
+@pytest.fixture(scope="session")
+def disk_segmenter():
+    """A finding segmenter trained on synthetic bright disks (32 px), shared by the segmenter and adherence tests."""
+    from synthetic import disks
+
+    from radgazegen.evaluation.segmenter import train_segmenter
+
+    images, masks = disks(64, 32, seed=0)
+    return train_segmenter(images, masks, epochs=20, batch_size=8, width=8, progress=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_segmenter import disks
+from synthetic import disks
 
 from radgazegen.controls.registry import ControlInputs, ControlRegistry, ControlSettings, raw_controls
 from radgazegen.data.images import load_mask
@@ -13,7 +13,7 @@ from radgazegen.data.phantom.truth import finding_masks, lung_masks, read_findin
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.errors import DataFormatError
 from radgazegen.evaluation.adherence import adherence, edge_f1, gaze_adherence, map_ssim, texture_error
-from radgazegen.evaluation.segmenter import FindingSegmenter, train_segmenter
+from radgazegen.evaluation.segmenter import FindingSegmenter
 from radgazegen.models.hypotheses import hotspot
 
 
@@ -107,13 +107,7 @@ def test_finding_masks_exist_only_for_the_phantom(phantom_copy) -> None:
         finding_masks(phantom_copy, ReflacxDataset(phantom_copy).ids[:1], 32)
 
 
-@pytest.fixture(scope="module")
-def segmenter() -> FindingSegmenter:
-    images, masks = disks(64, 32, seed=0)
-    return train_segmenter(images, masks, epochs=20, batch_size=8, width=8, progress=False)
-
-
-def test_adherence_with_a_segmenter_reports_the_full_metric_set(segmenter: FindingSegmenter) -> None:
+def test_adherence_with_a_segmenter_reports_the_full_metric_set(disk_segmenter: FindingSegmenter) -> None:
     images, masks = disks(2, 32, seed=7)
     texture = "texture:glcm_Contrast"
     registry = ControlRegistry(ControlSettings(size=32))
@@ -122,7 +116,7 @@ def test_adherence_with_a_segmenter_reports_the_full_metric_set(segmenter: Findi
     given = {name: np.stack([m[name] for m in maps]) for name in ("canny", texture)}
     centres = [np.argwhere(mask).mean(axis=0) / 32 for mask in masks]
     given["gaze"] = np.stack([hotspot(32, tuple(centre), 0.1) for centre in centres])
-    table = adherence(images, given, registry, has_finding=[True, False], segmenter=segmenter)
+    table = adherence(images, given, registry, has_finding=[True, False], segmenter=disk_segmenter)
     metrics = table.groupby("control")["metric"].agg(lambda m: sorted(set(m)))
     assert metrics.to_dict() == {
         "canny": ["correlation", "f1", "ssim"],

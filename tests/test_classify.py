@@ -15,12 +15,12 @@ from radgazegen.errors import DataFormatError, MissingWeightsError
 from radgazegen.evaluation.classify import (
     Classifier,
     GreyDenseNet,
-    auroc,
     auroc_table,
     chexpert_targets,
     train_classifier,
 )
 from radgazegen.evaluation.densenet import DenseNet, densenet
+from radgazegen.evaluation.stats import auroc
 from radgazegen.presets import ClassifierSettings
 
 TINY = ClassifierSettings((1, 1, 1, 1), 8, 16, image_size=32, epochs=4, batch_size=16, learning_rate=3e-3)

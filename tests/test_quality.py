@@ -39,6 +39,7 @@ def _textures(n: int, size: int, sigma: float, seed: int) -> np.ndarray:
 def test_frechet_distance_of_a_shifted_set_is_the_squared_shift() -> None:
     real = np.random.default_rng(0).normal(size=(50, 4)) @ np.diag([1.0, 2.0, 0.5, 3.0])
     shift = np.array([0.5, -1.0, 2.0, 0.0])
+    assert frechet_distance(real, real) == pytest.approx(0.0, abs=1e-9)
     assert frechet_distance(real, real + shift) == pytest.approx(shift @ shift, rel=1e-9)
 
 

@@ -98,6 +98,10 @@ def test_bank_resumes_and_an_image_does_not_depend_on_its_batch(trained_pipe, tm
     again = bank.generate(pipe, both, cases, run_dir, SMOKE, copies=[2, 1, 1], batch_size=3, folder=tmp_path,
                           progress=False)  # fmt: skip
     np.testing.assert_allclose(again.images, first.images, atol=2e-5)
+    assert SMOKE.evaluation.sampling_steps != 3
+    more_steps = bank.generate(pipe, both, cases, run_dir, SMOKE, copies=[2, 1, 1], steps=3, folder=tmp_path,
+                               progress=False)  # fmt: skip
+    assert np.abs(more_steps.images - first.images).max() > 0.05  # other settings: the images are made afresh
     with pytest.raises(ValueError, match="copies"):
         bank.generate(pipe, both, cases, run_dir, SMOKE, copies=[1, 1], folder=tmp_path, progress=False)
 

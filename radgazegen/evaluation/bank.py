@@ -6,11 +6,13 @@ reading's own controls), with one seed per reading and copy; readings may get mo
 (e.g. a second sample for MS-SSIM diversity, or many for the long-tail protocol's rare findings).
 Images are written one 16-bit PNG per sample (``<id>.png``, then ``<id>_1.png``, ...) into
 ``<run_dir>/samples/bank/<configuration>/`` as they are made, so an interrupted run resumes where it
-stopped; ``index.json`` (written last) records what produced them.
+stopped. ``settings.json`` records how they are made (steps, guidance, seed, controls, networks); if
+those change, the folder's images are discarded and made again. ``index.json`` (written last) lists them.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -123,6 +125,8 @@ def generate(
     copies = [1] * len(cases) if copies is None else list(copies)
     if len(copies) != len(cases) or min(copies, default=1) < 1:
         raise ValueError(f"copies must give a positive count for each of the {len(cases)} readings")
+    _start(folder, {"configuration": asdict(configuration), "steps": steps, "seed": preset.seed,
+                    "guidance_scale": preset.sampling.guidance_scale, "pipeline": str(pipe.source)})  # fmt: skip
     jobs = [(k, case, c) for k, case in enumerate(cases) for c in range(copies[k])]
     todo = [job for job in jobs if not (folder / _file(job[1].id, job[2])).is_file()]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"samples ({configuration.name})", unit="img",
@@ -136,11 +140,18 @@ def generate(
             save_png16(folder / _file(case.id, c), image)
         bar.update(len(batch))
     bar.close()
-    write_json_atomic(folder / "index.json", {"configuration": asdict(configuration), "ids": [c.id for c in cases],
-                                              "copies": copies, "steps": steps,
-                                              "guidance_scale": preset.sampling.guidance_scale, "seed": preset.seed,
-                                              "pipeline": str(pipe.source)})  # fmt: skip
+    write_json_atomic(folder / "index.json", {"ids": [c.id for c in cases], "copies": copies})
     return load(configuration, [c.id for c in cases], copies, folder)
+
+
+def _start(folder: Path, settings: dict) -> None:
+    """Record what samples ``folder`` and keep its images only if they were made the same way (else start afresh)."""
+    path = folder / "settings.json"
+    if path.is_file() and json.loads(path.read_text()) != json.loads(json.dumps(settings)):
+        for stale in folder.glob("*.png"):
+            stale.unlink()
+        (folder / "index.json").unlink(missing_ok=True)
+    write_json_atomic(path, settings)
 
 
 def load(configuration: Configuration, ids: Sequence[str], copies: Sequence[int], folder: str | Path) -> Samples:

@@ -22,13 +22,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
-from scipy.stats import rankdata
 from torch import nn
 from tqdm.auto import tqdm
 
 from radgazegen.errors import DataFormatError, MissingWeightsError
 from radgazegen.evaluation.densenet import DenseNet, densenet, load_state, read_state_dict
-from radgazegen.evaluation.stats import bootstrap
+from radgazegen.evaluation.stats import auroc, bootstrap
 from radgazegen.io import atomic_dir, write_json_atomic
 from radgazegen.presets import ClassifierSettings
 from radgazegen.runs import resolve_device
@@ -255,23 +254,6 @@ def _loss(task: str, class_weights: np.ndarray | None, n_classes: int) -> nn.Mod
         if weights.shape != (n_classes,) or not (torch.isfinite(weights).all() and (weights > 0).all()):
             raise ValueError(f"class_weights must be {n_classes} positive finite numbers, got {class_weights}")
     return nn.BCEWithLogitsLoss(pos_weight=weights) if task == "multilabel" else nn.CrossEntropyLoss(weight=weights)
-
-
-def auroc(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    r"""AUROC of each column of ``scores`` ``(n, C)`` against 0/1 ``labels``; NaN where a column lacks a class.
-
-    The Mann-Whitney form of the area under the ROC curve, ties counting one half (as
-    ``sklearn.metrics.roc_auc_score``):
-    :math:`\mathrm{AUROC} = \frac{R_+ - n_+(n_+ + 1)/2}{n_+ n_-}`, with :math:`R_+` the sum of the
-    positives' mid-ranks among all scores and :math:`n_\pm` the numbers of positives and negatives.
-    """
-    labels, scores = np.asarray(labels, bool), np.asarray(scores, np.float64)
-    ranks = rankdata(scores, axis=0)
-    positives = labels.sum(0)
-    negatives = len(labels) - positives
-    with np.errstate(invalid="ignore", divide="ignore"):
-        area = ((ranks * labels).sum(0) - positives * (positives + 1) / 2) / (positives * negatives)
-    return np.where((positives > 0) & (negatives > 0), area, np.nan)
 
 
 def auroc_table(

@@ -54,7 +54,7 @@ def quality_table(
     from radgazegen.evaluation import frd, quality
 
     settings = study.settings
-    n_boot = min(settings.bootstrap, 200)  # each replicate of a set distance refits two covariances
+    n_boot = min(settings.bootstrap, 100)  # each replicate of a set distance refits a covariance and its root
     real = study.condition_cohort
     held = study.test.subset(np.arange(min(len(real), len(study.test))))
     classifier = study.reference_classifier
@@ -306,7 +306,7 @@ def attribution_table(study: Study, configuration: str = "both", method: str = "
     for name, (case_ids, batch) in sets.items():
         gaze = np.stack([load_controls(study.run_dir, i, ["gaze"], study.pipe.registry)["gaze"] for i in case_ids])
         masks = _truth_masks(study, case_ids)
-        tensor = torch.as_tensor(_resized(batch, study.settings.classifier.image_size))[:, None]
+        tensor = classifier.inputs(batch)
         target = classifier.predict(batch).argmax(1).tolist()
         if method == "grad-cam":
             attributions = grad_cam(classifier.model, classifier.cam_layer, tensor, target)

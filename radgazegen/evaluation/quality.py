@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from radgazegen.errors import MissingWeightsError
+from radgazegen.evaluation.stats import auroc
 
 SSIM_WINDOW = 11
 """Side of the Gaussian window of SSIM (torchmetrics: ``int(3.5 * sigma + 0.5) * 2 + 1`` with sigma 1.5)."""
@@ -352,14 +353,10 @@ def finding_agreement(prompted: np.ndarray, predicted: np.ndarray) -> float:
     over the findings :math:`C'` (columns) that some prompts name and some do not; ``nan`` when there is none.
     ``prompted`` is ``(n, C)`` bool, ``predicted`` the classifier's ``(n, C)`` probabilities on the generated images.
     """
-    from sklearn.metrics import roc_auc_score
-
     named, scores = np.asarray(prompted).astype(bool), np.asarray(predicted, np.float64)
     if named.ndim != 2 or named.shape != scores.shape:
         raise ValueError(f"prompted and predicted must both be (n, C), got {named.shape} and {scores.shape}")
     if not np.isfinite(scores).all():
         raise ValueError("predicted has non-finite values")
-    aucs = [
-        roc_auc_score(named[:, c], scores[:, c]) for c in range(named.shape[1]) if 0 < named[:, c].sum() < len(named)
-    ]
-    return float(np.mean(aucs)) if aucs else float("nan")
+    areas = auroc(named, scores)
+    return float(np.nanmean(areas)) if np.isfinite(areas).any() else float("nan")

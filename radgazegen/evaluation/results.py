@@ -42,9 +42,36 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _read(run_dir: Path, name: str, index_columns: int = 1) -> pd.DataFrame | None:
-    path = run_dir / "metrics" / f"{name}.csv"
-    return pd.read_csv(path, index_col=list(range(index_columns))) if path.is_file() else None
+def _quality(table: pd.DataFrame) -> pd.DataFrame:
+    columns = [c for c in ("FRD", "FID (CXR)", "KID (CXR)", "MS-SSIM", "SSIM to real", "agreement AUROC",
+                           "FID (Inception)", "CLIP score") if c in table.columns]  # fmt: skip
+    shown = pd.DataFrame({c: [_interval(row, c) for _, row in table.iterrows()] for c in columns},
+                         index=table["label"].fillna(pd.Series(table.index, index=table.index)))  # fmt: skip
+    shown.index.name = "samples"
+    return shown
+
+
+def _classification(table: pd.DataFrame) -> pd.DataFrame:
+    long = table.reset_index()
+    shown = long.pivot(index="finding", columns="arm", values="auroc")
+    findings = [f for f in dict.fromkeys(long["finding"]) if f != "mean"] + ["mean"]
+    return shown.reindex(findings)[list(dict.fromkeys(long["arm"]))]
+
+
+def _longtail(table: pd.DataFrame) -> pd.DataFrame:
+    long = table.reset_index()
+    long["text"] = [f"{_cell(r['accuracy'])} [{_cell(r['low'])}, {_cell(r['high'])}]" for _, r in long.iterrows()]
+    shown = long.pivot(index="arm", columns="metric", values="text")
+    return shown.reindex(list(dict.fromkeys(long["arm"])))[list(dict.fromkeys(long["metric"]))]
+
+
+SECTIONS = (  # metrics file, index columns, chapter, heading, how the table is shown
+    ("quality", 1, 5, "Quality and diversity", _quality),
+    ("classification", 2, 6, "Classification with generated data: AUROC on held-out real images", _classification),
+    ("longtail", 2, 7, "Long-tailed learning: accuracy [95% interval]", _longtail),
+    ("ablation", 1, 8, "Ablations at an equal budget", lambda table: table),
+    ("attribution", 3, 9, "Attributions against gaze and findings", lambda table: table),
+)
 
 
 def results_tables(run_dir: str | Path) -> str:
@@ -55,50 +82,14 @@ def results_tables(run_dir: str | Path) -> str:
         (entry.get("preset") for entry in manifest.get("metrics", {}).values() if isinstance(entry, dict)), "?"
     )
     parts = [f"Run `{run_dir.name}` (preset **{preset}**), rendered from `{run_dir / 'metrics'}`.\n"]
-
-    quality = _read(run_dir, "quality")
-    parts.append("### Quality and diversity (chapter 5)\n")
-    if quality is None:
-        parts.append("*Not computed yet: run chapter 5.*\n")
-    else:
-        columns = [c for c in ("FRD", "FID (CXR)", "KID (CXR)", "MS-SSIM", "SSIM to real", "agreement AUROC",
-                               "FID (Inception)", "CLIP score") if c in quality.columns]  # fmt: skip
-        shown = pd.DataFrame({c: [_interval(row, c) for _, row in quality.iterrows()] for c in columns},
-                             index=quality["label"].fillna(pd.Series(quality.index, index=quality.index)))  # fmt: skip
-        shown.index.name = "samples"
-        parts.append(markdown_table(shown) + "\n")
-
-    classification = _read(run_dir, "classification", 2)
-    parts.append("### Classification with generated data (chapter 6): AUROC on held-out real images\n")
-    if classification is None:
-        parts.append("*Not computed yet: run chapter 6.*\n")
-    else:
-        table = classification.reset_index()
-        shown = table.pivot(index="finding", columns="arm", values="auroc")
-        order = list(dict.fromkeys(table["finding"]))
-        shown = shown.reindex([f for f in order if f != "mean"] + ["mean"])[list(dict.fromkeys(table["arm"]))]
-        parts.append(markdown_table(shown) + "\n")
-
-    longtail = _read(run_dir, "longtail", 2)
-    parts.append("### Long-tailed learning (chapter 7)\n")
-    if longtail is None:
-        parts.append("*Not computed yet: run chapter 7.*\n")
-    else:
-        value = next(c for c in longtail.columns if c not in ("low", "high", "n"))
-        table = longtail.reset_index()
-        table["text"] = [f"{_cell(r[value])} [{_cell(r['low'])}, {_cell(r['high'])}]" if "low" in table else _cell(r[value])
-                         for _, r in table.iterrows()]  # fmt: skip
-        shown = table.pivot(index="arm", columns="metric", values="text")
-        shown = shown.reindex(list(dict.fromkeys(table["arm"])))[list(dict.fromkeys(table["metric"]))]
-        parts.append(markdown_table(shown) + "\n")
-
-    ablation = _read(run_dir, "ablation")
-    parts.append("### Ablations at an equal budget (chapter 8)\n")
-    parts.append("*Not computed yet: run chapter 8.*\n" if ablation is None else markdown_table(ablation) + "\n")
-
-    attribution = _read(run_dir, "attribution", 3)
-    parts.append("### Attributions against gaze and findings (chapter 9)\n")
-    parts.append("*Not computed yet: run chapter 9.*\n" if attribution is None else markdown_table(attribution) + "\n")
+    for name, index_columns, chapter, heading, show in SECTIONS:
+        parts.append(f"### {heading} (chapter {chapter})\n")
+        path = run_dir / "metrics" / f"{name}.csv"
+        if not path.is_file():
+            parts.append(f"*Not computed yet: run chapter {chapter}.*\n")
+            continue
+        table = pd.read_csv(path, index_col=list(range(index_columns)))
+        parts.append(markdown_table(show(table)) + "\n")
     return "\n".join(parts)
 
 

@@ -1,0 +1,17 @@
+"""Synthetic images with known segmentations, shared by the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def disks(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, size, size) noisy images in [0, 1] with one bright disk each, and the disks' masks."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:size, 0:size]
+    images, masks = np.empty((n, size, size), np.float32), np.empty((n, size, size), bool)
+    for k in range(n):
+        centre, radius = rng.uniform(size / 5, 4 * size / 5, 2), rng.uniform(size / 12, size / 6)
+        masks[k] = (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2
+        images[k] = np.clip(0.4 + 0.1 * rng.standard_normal((size, size)) + 0.3 * masks[k], 0, 1)
+    return images, masks
