@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from radgazegen.data.images import save_png16
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.evaluation import bank
 from radgazegen.evaluation.cohort import Cohort, label_matrix, reading_findings, reflacx_cohort
@@ -98,6 +99,10 @@ def test_bank_resumes_and_an_image_does_not_depend_on_its_batch(trained_pipe, tm
     again = bank.generate(pipe, both, cases, run_dir, SMOKE, copies=[2, 1, 1], batch_size=3, folder=tmp_path,
                           progress=False)  # fmt: skip
     np.testing.assert_allclose(again.images, first.images, atol=2e-5)
+    (tmp_path / "settings.json").unlink()  # images of unknown making are not trusted
+    save_png16(tmp_path / f"{cases[0].id}.png", np.zeros((SMOKE.control_size, SMOKE.control_size)))
+    unknown = bank.generate(pipe, both, cases, run_dir, SMOKE, copies=[2, 1, 1], folder=tmp_path, progress=False)
+    np.testing.assert_allclose(unknown.images, first.images, atol=2e-5)
     assert SMOKE.evaluation.sampling_steps != 3
     more_steps = bank.generate(pipe, both, cases, run_dir, SMOKE, copies=[2, 1, 1], steps=3, folder=tmp_path,
                                progress=False)  # fmt: skip
@@ -126,7 +131,6 @@ def test_results_page_renders_the_metrics_files(tmp_path: Path) -> None:
 
 
 def test_label_csv_cohorts_read_their_images(tmp_path: Path) -> None:
-    from radgazegen.data.images import save_png16
     from radgazegen.errors import DataFormatError
     from radgazegen.evaluation.cohort import chexpert_cohort, longtail_cohort
 

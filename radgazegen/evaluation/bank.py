@@ -145,9 +145,9 @@ def generate(
 
 
 def _start(folder: Path, settings: dict) -> None:
-    """Record what samples ``folder`` and keep its images only if they were made the same way (else start afresh)."""
+    """Record how ``folder``'s samples are made; images made otherwise, or of unknown making, are discarded."""
     path = folder / "settings.json"
-    if path.is_file() and json.loads(path.read_text()) != json.loads(json.dumps(settings)):
+    if not path.is_file() or json.loads(path.read_text()) != json.loads(json.dumps(settings)):
         for stale in folder.glob("*.png"):
             stale.unlink()
         (folder / "index.json").unlink(missing_ok=True)

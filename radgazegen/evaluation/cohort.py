@@ -102,14 +102,18 @@ def reflacx_cohort(
     return Cohort([c.id for c in cases], images.astype(np.float32), labels, classes, [c.transcription() for c in cases])
 
 
-def phantom_test_cohort(preset: Preset, run_dir: str | Path, *, classes: Sequence[str] | None = None) -> Cohort:
+def phantom_test_cohort(
+    preset: Preset, run_dir: str | Path, *, classes: Sequence[str] | None = None, progress: bool = True
+) -> Cohort:
     """A held-out phantom of ``preset.evaluation.test_cases`` readings (seed ``preset.seed + 1``), generated once."""
     folder = Path(run_dir) / "test_cohort"
     wanted = {"n": preset.evaluation.test_cases, "seed": preset.seed + 1, "size": list(preset.phantom_size)}
     existing = phantom_manifest(folder / "dataset")
     if existing is None or any(existing.get(k) != v for k, v in wanted.items()):
-        generate_phantom(folder / "dataset", n=wanted["n"], seed=wanted["seed"], size=preset.phantom_size)
-    return reflacx_cohort(ReflacxDataset(folder / "dataset"), folder, preset.control_size, classes=classes)
+        generate_phantom(folder / "dataset", n=wanted["n"], seed=wanted["seed"], size=preset.phantom_size,
+                         progress=progress)  # fmt: skip
+    return reflacx_cohort(ReflacxDataset(folder / "dataset"), folder, preset.control_size, classes=classes,
+                          progress=progress)  # fmt: skip
 
 
 def longtail_cohort(split_csv: str | Path, images_root: str | Path, size: int, *, progress: bool = True) -> Cohort:

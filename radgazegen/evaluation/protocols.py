@@ -284,7 +284,7 @@ def ablation_table(study: Study, quality: pd.DataFrame, adherence: pd.DataFrame)
             row[f"{control} {metric}"] = value
         row["AUROC real + generated"] = mean["auroc"]
         rows[name] = row
-    return pd.DataFrame.from_dict(rows, orient="index")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("name")
 
 
 def attribution_table(study: Study, configuration: str = "both", method: str = "integrated gradients"):

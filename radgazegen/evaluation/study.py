@@ -123,7 +123,7 @@ class Study:
         if self.test_labels:
             return chexpert_cohort(self.test_labels, self.test_images, self.preset.control_size,
                                    classes=self.train.classes, progress=self.progress)  # fmt: skip
-        return phantom_test_cohort(self.preset, self.run_dir, classes=self.train.classes)
+        return phantom_test_cohort(self.preset, self.run_dir, classes=self.train.classes, progress=self.progress)
 
     @cached_property
     def held_out(self) -> Cohort:
@@ -221,6 +221,8 @@ def open_study(
     images_dir: str = "",
     run_dir: str = "",
     pipeline_dir: str = "",
+    *,
+    progress: bool = True,
     **options,
 ) -> Study:
     """The study a chapter's ``parameters`` cell describes (empty strings mean "the default")."""
@@ -236,4 +238,4 @@ def open_study(
     dataset = prepare_dataset(settings, data_dir or None, folder, images_dir or None)
     options = {key: value or None for key, value in options.items()}
     return Study(settings, folder, dataset, pipeline_dir=pipeline_dir or None, device=resolve_device(settings.device),
-                 **options)  # fmt: skip
+                 progress=progress, **options)  # fmt: skip
