@@ -111,6 +111,19 @@ def test_bank_resumes_and_an_image_does_not_depend_on_its_batch(trained_pipe, tm
         bank.generate(pipe, both, cases, run_dir, SMOKE, copies=[1, 1], folder=tmp_path, progress=False)
 
 
+def test_study_describes_its_run_and_cohorts(trained_pipe) -> None:
+    from radgazegen.evaluation.study import Study
+
+    run_dir, dataset, _ = trained_pipe
+    line = Study(SMOKE, run_dir, dataset, progress=False).describe()
+    train_readings = sum(c.split == "train" for c in dataset)
+    conditions = min(SMOKE.evaluation.conditions, train_readings)  # at most every training reading
+    assert line.startswith(f"run '{run_dir.name}' (preset smoke): {conditions} conditioning readings")
+    assert "configurations text, rad, gaze, both, fused" in line
+    assert f"{train_readings} real training readings, {SMOKE.evaluation.test_cases} held-out test readings" in line
+    assert str(run_dir.parent) not in line  # the published book names the run, not this machine's folders
+
+
 def test_results_page_renders_the_metrics_files(tmp_path: Path) -> None:
     metrics = tmp_path / "run" / "metrics"
     metrics.mkdir(parents=True)

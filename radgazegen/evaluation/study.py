@@ -188,6 +188,15 @@ class Study:
         rows = [self.train.ids.index(i) for i in samples.ids]
         return samples.images, self.train.labels[rows]
 
+    def describe(self) -> str:
+        """One line naming the run, its configurations and the sizes of its cohorts."""
+        names = ", ".join(c.name for c in self.configurations)
+        return (
+            f"run '{self.run_dir.name}' (preset {self.preset.name}): {len(self.conditions)} conditioning readings, "
+            f"configurations {names}; {len(self.train)} real training readings, {len(self.test)} held-out test "
+            f"readings over {len(self.train.classes)} findings"
+        )
+
     # -- metrics files -------------------------------------------------------------------------------
     def save_table(self, name: str, table: pd.DataFrame, **about) -> Path:
         """Write ``metrics/<name>.csv`` atomically and record it in the run manifest."""
