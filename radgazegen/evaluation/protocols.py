@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from radgazegen.evaluation import bank
 from radgazegen.evaluation.stats import Estimate, bootstrap
@@ -69,11 +68,11 @@ def quality_table(
         radiomics = frd.radiomic_features(images)
         found |= _estimate_columns("FRD", _distance_estimate(frd.frechet_radiomics_distance, radiomics_real,
                                                              radiomics.to_numpy(), n_boot, study.preset.seed))  # fmt: skip
-        for name, extract in extractors.items():
-            features = extract(images)
-            found |= _estimate_columns(name, _distance_estimate(quality.frechet_distance, features_real[name], features,
-                                                                n_boot, study.preset.seed))  # fmt: skip
-        kid = quality.kernel_inception_distance(features_real["FID (CXR)"], extractors["FID (CXR)"](images),
+        features = {name: extract(images) for name, extract in extractors.items()}
+        for name in extractors:
+            found |= _estimate_columns(name, _distance_estimate(quality.frechet_distance, features_real[name],
+                                                                features[name], n_boot, study.preset.seed))  # fmt: skip
+        kid = quality.kernel_inception_distance(features_real["FID (CXR)"], features["FID (CXR)"],
                                                 subset_size=len(images), subsets=50, seed=study.preset.seed)  # fmt: skip
         found["KID (CXR)"], found["KID (CXR) std"] = kid
         if len(pairs[0]):
@@ -296,6 +295,7 @@ def attribution_table(study: Study, configuration: str = "both", method: str = "
     """
     from radgazegen.controls.extract import load_controls
     from radgazegen.evaluation.attribution import attribution_agreement, grad_cam, integrated_gradients
+    from radgazegen.evaluation.classify import resize
 
     classifier = study.reference_classifier
     classifier.model.eval()
@@ -312,8 +312,9 @@ def attribution_table(study: Study, configuration: str = "both", method: str = "
             attributions = grad_cam(classifier.model, classifier.cam_layer, tensor, target)
         else:
             attributions = integrated_gradients(classifier.model, tensor, target)
-        table = attribution_agreement(attributions, _resized(gaze, attributions.shape[-1]), None if masks is None
-                                      else _resized(masks.astype(np.float32), attributions.shape[-1]) >= 0.5)  # fmt: skip
+        size = attributions.shape[-1]
+        table = attribution_agreement(attributions, resize(gaze, size)[:, 0].numpy(),
+                                      None if masks is None else resize(masks, size)[:, 0].numpy() >= 0.5)  # fmt: skip
         tables.append(table.assign(images=name, method=method))
         peak = attributions.reshape(len(attributions), -1).max(1).clip(min=1e-12)[:, None, None]
         maps[name] = (batch, attributions / peak, gaze)  # scaled to [0, 1] per image for display
@@ -328,13 +329,3 @@ def _truth_masks(study: Study, case_ids: Sequence[str]) -> np.ndarray | None:
         return finding_masks(study.dataset.root, list(case_ids), study.preset.control_size)
     except DataFormatError:
         return None
-
-
-def _resized(images: np.ndarray, size: int) -> np.ndarray:
-    """Images (n, S, S) bilinearly resized to ``size`` (unchanged when already that size)."""
-    if images.shape[-1] == size:
-        return np.asarray(images, np.float32)
-    tensor = torch.as_tensor(np.asarray(images, np.float32))[:, None]
-    return torch.nn.functional.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False)[
-        :, 0
-    ].numpy()
