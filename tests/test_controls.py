@@ -106,6 +106,18 @@ def test_extraction_is_cached_resumable_and_normalised(phantom_copy: Path, tmp_p
     assert changed.key("log") != settings.key("log") and changed.key("sobel") == settings.key("sobel")
 
 
+def test_extracting_a_subset_keeps_the_scalings_fitted_before(phantom_copy: Path, tmp_path: Path) -> None:
+    dataset = ReflacxDataset(phantom_copy)
+    settings, run = ControlSettings(size=16), tmp_path / "run"
+    everything = extract_controls(dataset, ["sobel", "gaze"], run, settings, progress=False)
+    extract_controls(dataset, ["gaze"], run, settings, progress=False)  # one more ControlNet, on gaze only
+    assert load_registry(run).scaling == everything.scaling
+    assert json.loads((run / "controls" / "registry.json").read_text())["controls"] == ["sobel", "gaze"]
+    load_controls(run, dataset.ids[0], ["sobel", "gaze"])  # the first network's controls still load
+    other = ControlSettings(size=12)  # other settings: nothing carried over from the 16-px registry
+    assert "sobel" not in extract_controls(dataset, ["gaze"], run, other, progress=False).scaling
+
+
 def test_cli_extracts_controls_into_the_run_directory(phantom_copy: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     assert main(["controls", "--preset", "smoke", "--data", str(phantom_copy), "--run-dir", str(run),

@@ -47,7 +47,11 @@ def extract_controls(
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> ControlRegistry:
-    """Compute the missing raw maps, fit the scaling on the training split, save and return the registry."""
+    """Compute the missing raw maps, fit the scaling on the training split, save and return the registry.
+
+    The saved registry keeps the scalings of controls extracted earlier with the same settings, so
+    extracting a subset (e.g. to train one more ControlNet) never drops what other networks need.
+    """
     names = check_names(names)
     folder = Path(run_dir) / "controls"
     started = time.perf_counter()
@@ -74,7 +78,7 @@ def extract_controls(
             with atomic_path(path) as tmp, tmp.open("wb") as handle:
                 np.save(handle, values)
         computed += 1
-    registry = ControlRegistry(settings)
+    registry, earlier = _earlier_registry(folder, settings)
     training = [case.id for case in cases if case.split == FIT_SPLIT] or [case.id for case in cases]
     for name in names:
         if is_scaled(name):
@@ -82,11 +86,23 @@ def extract_controls(
     if dropped:
         warnings.warn(f"gaze: dropped {dropped} fixation(s) outside the image or the shown rectangle in {computed} "
                       "case(s)", DroppedFixationsWarning, stacklevel=2)  # fmt: skip
-    data = registry.to_dict() | {"fitted_on": {"split": FIT_SPLIT, "cases": len(training)}, "controls": list(names),
+    data = registry.to_dict() | {"fitted_on": {"split": FIT_SPLIT, "cases": len(training)}, "controls": [*earlier, *(n for n in names if n not in earlier)],
                                  "seconds": round(time.perf_counter() - started, 2), "cases_computed": computed,
                                  "dropped_fixations": dropped}  # fmt: skip
     write_json_atomic(folder / "registry.json", data)
     return registry
+
+
+def _earlier_registry(folder: Path, settings: ControlSettings) -> tuple[ControlRegistry, list[str]]:
+    """The registry saved before with the same settings (its scalings kept, e.g. for controls trained on earlier)
+    and its control names; a fresh registry when there is none or its settings differ."""
+    path = folder / "registry.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        earlier = ControlRegistry.from_dict(saved)
+        if earlier.settings == settings:
+            return earlier, list(saved.get("controls", []))
+    return ControlRegistry(settings), []
 
 
 def load_registry(run_dir: str | Path) -> ControlRegistry:
