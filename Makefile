@@ -19,10 +19,11 @@ $(VENV)/.installed: pyproject.toml
 book: install
 	$(BIN)/radgazegen book --preset $(PRESET)
 
-# Unit tests, then the notebooks executed at the smoke preset and checked by nbval.
+# The smoke book (notebooks executed at the smoke preset, HTML in runs/smoke/book/_build/html), then the
+# unit tests (the built book checked in headless Chromium among them), then the notebooks under nbval.
 test: install
+	$(BIN)/radgazegen book --preset smoke --run-dir runs/smoke --executed-dir runs/smoke/notebooks
 	$(BIN)/python -m pytest tests
-	$(BIN)/radgazegen book --preset smoke --run-dir runs/smoke --executed-dir runs/smoke/notebooks --no-build
 	$(BIN)/python -m pytest --nbval-lax runs/smoke/notebooks -p no:cacheprovider
 
 benchmark: install

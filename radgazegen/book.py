@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -29,8 +30,31 @@ NOTEBOOKS_DIR = Path("notebooks")
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+COLAB_CELL = """\
+# In Colab: install radgazegen from its repository and let the widgets render (elsewhere: nothing to do).
+import sys
+
+if "google.colab" in sys.modules:
+    %pip install --quiet "radgazegen @ git+{repository}"
+    from google.colab import output
+
+    output.enable_custom_widget_manager()"""
+"""The first code cell of every chapter (before ``parameters``), ``{repository}`` from ``_config.yml``."""
+
+
 class NotebookFailed(RuntimeError):
     """A notebook raised while executing; the message names the notebook, the cell and the error."""
+
+
+def repository_url(root: str | Path) -> str:
+    """The book's repository (``repository.url`` of ``_config.yml``)."""
+    return yaml.safe_load((Path(root) / "_config.yml").read_text())["repository"]["url"].rstrip("/")
+
+
+def colab_url(root: str | Path, name: str) -> str:
+    """Where Colab opens chapter ``name``: its output-free source in ``notebooks/`` on the main branch."""
+    repository = repository_url(root).removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{repository}/blob/main/{NOTEBOOKS_DIR.as_posix()}/{name}.ipynb"
 
 
 def chapter_notebooks(root: str | Path) -> list[str]:
@@ -152,7 +176,7 @@ def execute_notebooks(
                 "hardware": hardware(),
                 "cache_key": key,
             }
-            _stamp(tmp, entry)
+            _stamp(tmp, entry, colab_url(root, name))
         record(run_dir, "notebooks", name, entry)
         status[name] = "executed"
     return status
@@ -167,8 +191,9 @@ def _cached_key(executed: Path) -> str | None:
         return None
 
 
-def _stamp(path: Path, entry: dict) -> None:
-    """Store the run entry in the notebook metadata and show it under the chapter title."""
+def _stamp(path: Path, entry: dict, colab: str) -> None:
+    """Store the run entry in the notebook metadata and show it, with a link to run the chapter in Colab,
+    under the chapter title."""
     notebook = nbformat.read(path, as_version=4)
     notebook.metadata["radgazegen"] = entry
     for cell in notebook.cells:
@@ -182,13 +207,54 @@ def _stamp(path: Path, entry: dict) -> None:
         f"in {entry['wall_seconds']:.1f} s. "
         f"radgazegen {shown.get('radgazegen', '?')}, torch {shown.get('torch', '?')}, numpy {shown.get('numpy', '?')}, "
         f"Python {shown['python']} on {shown['platform']}, {entry['hardware']['cpus']} CPUs"
-        f"{', ' + entry['hardware']['gpu'] if 'gpu' in entry['hardware'] else ''}.\n:::"
+        f"{', ' + entry['hardware']['gpu'] if 'gpu' in entry['hardware'] else ''}. "
+        f"[Run this chapter in Colab]({colab}) (the `gpu` preset on a GPU runtime).\n:::"
     )
     cell = nbformat.v4.new_markdown_cell(info)
     cell.metadata["tags"] = ["run-info"]
     position = 1 if notebook.cells and notebook.cells[0].cell_type == "markdown" else 0
     notebook.cells.insert(position, cell)
     nbformat.write(notebook, path)
+
+
+def stage_book(root: str | Path, executed_dir: str | Path, staging: str | Path) -> Path:
+    """A copy of the book's sources (``_config.yml``, ``_toc.yml``, ``book/``) in ``staging`` whose chapters are
+    the executed notebooks of ``executed_dir`` (e.g. the ``smoke`` run's), so a run other than the published
+    one builds without touching ``book/chapters``. Files keep their times, so re-builds stay incremental."""
+    root, staging = Path(root).resolve(), Path(staging).resolve()
+    executed_dir = root / executed_dir
+    staging.mkdir(parents=True, exist_ok=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(root / name, staging / name)
+    shutil.copytree(root / "book", staging / "book", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("chapters", ".*"))  # fmt: skip
+    chapters = staging / CHAPTERS_DIR
+    chapters.mkdir(parents=True, exist_ok=True)
+    for name in chapter_notebooks(root):
+        executed = executed_dir / f"{name}.ipynb"
+        if not executed.is_file():
+            raise FileNotFoundError(f"{executed}: not executed yet (run `radgazegen book` with this --executed-dir)")
+        shutil.copy2(executed, chapters / executed.name)
+    return staging
+
+
+def build_book(
+    root: str | Path, preset: Preset, *, run_dir: str | Path | None = None, executed_dir: str | Path | None = None
+) -> Path:
+    """Render the results tables of the run and build the HTML book; returns the HTML folder.
+
+    The chapters in ``book/chapters`` build in place (``_build/html``); any other ``executed_dir``
+    builds from a staged copy in ``<run_dir>/book`` (``<run_dir>/book/_build/html``).
+    """
+    from radgazegen.evaluation.results import write_results_tables
+
+    root = Path(root).resolve()
+    run_dir = run_dir_for(preset, run_dir)
+    run_dir = run_dir if run_dir.is_absolute() else root / run_dir
+    in_place = executed_dir is None or (root / executed_dir).resolve() == (root / CHAPTERS_DIR).resolve()
+    source = root if in_place else stage_book(root, executed_dir, run_dir / "book")
+    write_results_tables(source, run_dir)
+    return build_html(source)
 
 
 def build_html(root: str | Path, *, output: str | Path | None = None) -> Path:

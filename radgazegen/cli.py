@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     book = _with_data_options(
         commands.add_parser("book", help="execute the notebooks for a preset, then build the HTML book"), device=False
     )
-    book.add_argument("--executed-dir", help="where executed notebooks go (default book/chapters)")
+    book.add_argument(
+        "--executed-dir",
+        help="where executed notebooks go (default book/chapters, the published book; "
+        "another folder builds from a staged copy in <run-dir>/book)",
+    )
     book.add_argument("--root", default=".", help="the repository root (holds _toc.yml)")
     book.add_argument("--force", action="store_true", help="re-execute notebooks even when cached")
     book.add_argument("--only", nargs="+", metavar="NAME", help="execute only these chapters (e.g. 01_gaze_heatmaps)")
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
-    from radgazegen.book import NotebookFailed, build_html, execute_notebooks
+    from radgazegen.book import NotebookFailed, build_book, execute_notebooks
 
     started = time.perf_counter()
     try:
@@ -109,12 +114,12 @@ def _book(args: argparse.Namespace) -> int:
     for name, state in status.items():
         print(f"  {name}: {state}")
     if not args.no_build:
-        from radgazegen.evaluation.results import write_results_tables
-        from radgazegen.runs import run_dir_for
-
-        run_dir = run_dir_for(get_preset(args.preset), args.run_dir)
-        write_results_tables(args.root, run_dir if run_dir.is_absolute() else Path(args.root) / run_dir)
-        html = build_html(args.root)
+        try:
+            html = build_book(args.root, get_preset(args.preset), run_dir=args.run_dir, executed_dir=args.executed_dir)
+        except subprocess.CalledProcessError:
+            print("radgazegen book: jupyter-book build failed (its warnings and errors are printed above)",
+                  file=sys.stderr)  # fmt: skip
+            return 1
         print(f"book: {html / 'index.html'}")
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0

@@ -124,8 +124,9 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "gpu", "one Colab / workstation GPU", 0, 600, (576, 480), 256, "auto",
             ModelSettings((64, 128, 256, 256), (False, False, True, True), norm_num_groups=32),
-            TrainSettings(base_steps=20000, controlnet_steps=5000, batch_size=32, base_learning_rate=2e-4,
+            TrainSettings(base_steps=20000, controlnet_steps=5000, batch_size=8, base_learning_rate=2e-4,
                           controlnet_learning_rate=1e-4, checkpoint_every=1000, validate_every=1000,
+                          gradient_accumulation=4,  # an effective batch of 32 within a 16 GB Colab T4
                           mixed_precision="fp16", ema_decay=0.999, warmup_steps=500),
             SamplingSettings(steps=50, guidance_scale=3.0),
             _GENERATOR_CONTROLS,
@@ -148,9 +149,17 @@ PRESETS: dict[str, Preset] = {
 }  # fmt: skip
 
 
+AUTO = "auto"
+"""The notebooks' default preset name: ``gpu`` when torch sees a CUDA GPU (e.g. a Colab GPU runtime), else ``cpu``."""
+
+
 def get_preset(name: str) -> Preset:
-    """The preset called ``name``; raises ``KeyError`` listing the known names."""
+    """The preset called ``name`` (or :data:`AUTO`); raises ``KeyError`` listing the known names."""
+    if name == AUTO:
+        import torch
+
+        name = "gpu" if torch.cuda.is_available() else "cpu"
     try:
         return PRESETS[name]
     except KeyError:
-        raise KeyError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+        raise KeyError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)} or {AUTO!r}") from None

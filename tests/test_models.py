@@ -294,7 +294,7 @@ def test_gaze_editor_and_training_figures(pipe: RadGazeGenPipeline, trained_run:
 
     matplotlib.use("Agg")
     from radgazegen.plots import architecture_figure, image_rows, loss_curves
-    from radgazegen.widgets import gaze_editor
+    from radgazegen.widgets import GazeSetting, gaze_editor, gaze_editor_frames
 
     size = SMOKE.control_size
     editor = gaze_editor(pipe, {"canny": np.zeros((size, size), np.float32)}, ["A large left upper zone mass."],
@@ -302,6 +302,14 @@ def test_gaze_editor_and_training_figures(pipe: RadGazeGenPipeline, trained_run:
     sliders = editor.children[0].children
     assert [s.description for s in sliders] == ["row", "column", "radius"]
     assert editor.children[1].children[2].description == "sample"
+    settings = [
+        GazeSetting("A large left upper zone mass.", (0.3, 0.3)),
+        GazeSetting("No mass.", (0.7, 0.6), 0.05, 0.0),
+    ]
+    frames = gaze_editor_frames(pipe, {"canny": np.zeros((size, size), np.float32)}, settings, steps=2)
+    assert len(frames.axes) == 4 and "texture x0" in frames.axes[3].get_title()
+    centre = np.unravel_index(np.argmax(frames.axes[2].images[0].get_array()), (size, size))
+    assert abs(centre[0] / size - 0.7) < 0.15 and abs(centre[1] / size - 0.6) < 0.15  # the second row's hotspot
     logs = {"base": read_log(trained_run / "checkpoints" / "base")}
     assert len(loss_curves(logs).axes[0].lines) == 2  # raw and smoothed
     assert len(architecture_figure(CONTROLS).axes) == 2

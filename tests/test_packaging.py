@@ -52,3 +52,28 @@ def test_notebooks_are_committed_without_outputs() -> None:
         code = [c for c in notebook.cells if c.cell_type == "code"]
         assert all(not c.outputs and c.execution_count is None for c in code), path.name
         assert any("parameters" in c.metadata.get("tags", []) for c in code), f"{path.name} has no parameters cell"
+
+
+def test_pages_workflow_builds_what_make_book_builds() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    build, deploy = workflow["jobs"]["build"], workflow["jobs"]["deploy"]
+    runs = [step["run"].strip() for step in build["steps"] if "run" in step]
+    assert runs == ["make book"], "the workflow builds with the README's command and nothing else"
+    upload = next(step for step in build["steps"] if step.get("uses", "").startswith("actions/upload-pages-artifact"))
+    assert upload["with"]["path"] == "_build/html"  # where `make book` (build_html on the repository) writes
+    assert re.search(r"^PRESET \?= cpu$", (ROOT / "Makefile").read_text(), re.M)
+    assert deploy["needs"] == "build" and deploy["steps"][0]["uses"].startswith("actions/deploy-pages")
+    assert workflow["permissions"] == {"contents": "read", "pages": "write", "id-token": "write"}
+    assert workflow[True]["push"]["branches"] == ["main"]  # YAML 1.1 reads the key `on` as True
+
+
+def test_api_reference_lists_every_module_of_the_package() -> None:
+    import pkgutil
+
+    import radgazegen
+
+    modules = {m.name for m in pkgutil.walk_packages(radgazegen.__path__, "radgazegen.")}
+    page = (ROOT / "book" / "api.md").read_text()
+    documented = set(re.findall(r"^\.\. automodule:: (\S+)$", page, re.M))
+    assert documented == modules
+    assert "book/api" in (ROOT / "_toc.yml").read_text()

@@ -60,3 +60,15 @@ def test_texture_explorer_redraws_for_each_setting() -> None:
     assert len(plt.get_fignums()) == 4
     assert plt.gcf().axes[1].get_title() == "firstorder_Mean, r=1, 8 bins"
     plt.close("all")
+
+
+def test_texture_frames_show_one_setting_per_row() -> None:
+    import numpy as np
+
+    from radgazegen.widgets import texture_frames
+
+    image = np.random.default_rng(0).random((24, 20))
+    figure = texture_frames(image, [("glcm_Contrast", 2, 32), ("firstorder_Mean", 1, 8)])
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert titles == ["image", "glcm_Contrast, r=2, 32 bins", "image", "firstorder_Mean, r=1, 8 bins"]
+    plt.close("all")

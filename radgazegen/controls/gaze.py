@@ -89,7 +89,7 @@ def fixation_heatmaps(
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
-    """Heatmaps of many readings at once, (cases, *out_shape), each summing to 1; CPU or GPU.
+    """Heatmaps of many readings at once, ``(cases, *out_shape)``, each summing to 1; CPU or GPU.
 
     ``out_shape=None`` keeps full resolution, which needs all images to have one shape.
     """

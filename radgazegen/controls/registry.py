@@ -1,8 +1,10 @@
 """Named controls -> float32 maps in [0, 1] at the control resolution, the same at training and sampling.
 
-=================== ================================================================ =====================
-name                raw map (from the image resized to ``size x size`` by area means) normalisation
-=================== ================================================================ =====================
+Raw maps come from the image resized to ``size x size`` by area means.
+
+=================== ================================================================= =====================
+name                raw map                                                           normalisation
+=================== ================================================================= =====================
 ``canny``           :func:`~radgazegen.controls.edges.canny` edges                    none (0 / 1)
 ``sobel``           :func:`~radgazegen.controls.edges.sobel` gradient magnitude       robust percentiles
 ``log``             :func:`~radgazegen.controls.edges.laplacian_of_gaussian`          robust percentiles
@@ -11,7 +13,7 @@ name                raw map (from the image resized to ``size x size`` by area m
 ``gaze``            REFLACX fixation heatmap at the control size                      divided by its max
 ``texture:<name>``  pyradiomics-exact voxel map of feature ``<name>``                 robust percentiles
                     (:func:`~radgazegen.controls.texture.texture_maps`)
-=================== ================================================================ =====================
+=================== ================================================================= =====================
 
 Robust percentile scaling maps the ``low``-th and ``high``-th percentiles (default 1 and 99) of the raw
 values over the training split to 0 and 1 and clips: :math:`x' = \\mathrm{clip}((x - q_{lo}) / (q_{hi}

@@ -1,1 +1,2 @@
-"""Evaluations of generated images: control adherence (more follow with the evaluation chapters)."""
+"""Evaluations of generated images: quality and diversity (FID / KID, FRD, MS-SSIM), control adherence,
+downstream classification (CheXpert and MIMIC-CXR-LT protocols), attributions, and the study that runs them."""
