@@ -81,7 +81,7 @@ def results_tables(run_dir: str | Path) -> str:
     preset = next(
         (entry.get("preset") for entry in manifest.get("metrics", {}).values() if isinstance(entry, dict)), "?"
     )
-    parts = [f"Run `{run_dir.name}` (preset **{preset}**), rendered from `{run_dir / 'metrics'}`.\n"]
+    parts = [f"Run `{run_dir.name}` (preset **{preset}**), rendered from the run's `metrics/*.csv` files.\n"]
     for name, index_columns, chapter, heading, show in SECTIONS:
         parts.append(f"### {heading} (chapter {chapter})\n")
         path = run_dir / "metrics" / f"{name}.csv"
