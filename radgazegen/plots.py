@@ -192,12 +192,40 @@ def interval_plot(table: pd.DataFrame, metrics: list[str]) -> plt.Figure:
         values = table[metric].to_numpy(float)
         low = table.get(f"{metric} low", table[metric]).to_numpy(float)
         high = table.get(f"{metric} high", table[metric]).to_numpy(float)
-        # a set distance can lie outside its bootstrap interval (resampling with replacement biases it upwards)
         errors = np.clip([values - low, high - values], 0, None)
         ax.errorbar(values, rows, xerr=errors, fmt="o", capsize=3)
         ax.set_yticks(rows, table.index if ax is axes[0][0] else [""] * len(rows), fontsize=8)
         ax.set_title(metric, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+VERDICT_COLOURS = {"supported": "tab:green", "not supported": "tab:red"}
+"""Colours of :func:`claims_plot` by verdict (any other verdict, i.e. undecided, is grey)."""
+
+
+def claims_plot(claims: pd.DataFrame) -> plt.Figure:
+    """Each claim's paired difference and 95% interval against 0, one row (and x scale) per claim, coloured by verdict.
+
+    ``claims``: the table of :func:`radgazegen.evaluation.claims.claims_frame`. The shaded side of 0 is the side
+    the paper claims (``better``: lower or higher).
+    """
+    figure, axes = plt.subplots(len(claims), 1, figsize=(7.5, 0.55 * len(claims) + 0.6), squeeze=False)
+    for ax, (_, row) in zip(axes[:, 0], claims.iterrows(), strict=True):
+        colour = VERDICT_COLOURS.get(row["verdict"], "tab:gray")
+        value, low, high = (float(row[k]) for k in ("difference", "low", "high"))
+        reach = np.nanmax(np.abs([value, low, high, 1e-12])) * 1.15
+        ax.set_xlim(-reach, reach)
+        ax.axvspan(*((-reach, 0) if row["better"] == "lower" else (0, reach)), color="tab:green", alpha=0.07)
+        ax.axvline(0, color="black", linewidth=0.8)
+        if np.isfinite(low) and np.isfinite(high):
+            ax.plot([low, high], [0, 0], color=colour, linewidth=3, solid_capstyle="butt")
+        ax.plot([value], [0], "o", color=colour)
+        ax.set_yticks([])
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_ylabel(f"{row['metric']}\n{row['comparison']}", rotation=0, ha="right", va="center", fontsize=7)
+        ax.text(1.01, 0.5, row["verdict"], transform=ax.transAxes, fontsize=7, color=colour, va="center")
     figure.tight_layout()
     return figure
 

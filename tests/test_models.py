@@ -227,6 +227,14 @@ def test_tiny_stable_diffusion_loads_from_a_local_folder_and_matches_diffusers(t
                             controlnet_conditioning_scale=0.7, generator=torch.Generator().manual_seed(0),
                             output_type="np", **kwargs).images  # fmt: skip
     np.testing.assert_allclose(ours, theirs.mean(-1), atol=1e-5)
+    window = {"control_guidance_start": 0.25, "control_guidance_end": 0.6}  # diffusers keeps step 1 of 4 only
+    ours_window = pipe("a small nodule", {"canny": control}, control_scales=0.7, progress=False,
+                       generator=torch.Generator().manual_seed(0), **window, **kwargs).images  # fmt: skip
+    theirs_window = diffusers_pipe("a small nodule", image=torch.from_numpy(control)[None, None],
+                                   controlnet_conditioning_scale=0.7, generator=torch.Generator().manual_seed(0),
+                                   output_type="np", **window, **kwargs).images  # fmt: skip
+    np.testing.assert_allclose(ours_window, theirs_window.mean(-1), atol=1e-5)
+    assert np.abs(ours_window - ours).max() > 1e-4
     plain = pipe("a small nodule", generator=torch.Generator().manual_seed(0), progress=False, **kwargs).images
     assert np.abs(plain - ours).max() > 1e-4  # the ControlNet did act
     saved = RadGazeGenPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "saved"), scheduler="ddim")

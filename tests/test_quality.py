@@ -18,7 +18,7 @@ from radgazegen.evaluation.quality import (
     clip_score,
     finding_agreement,
     frechet_distance,
-    gaussian_frechet_distance,
+    frechet_from_rows,
     kernel_inception_distance,
     ms_ssim,
     ssim,
@@ -43,29 +43,34 @@ def test_frechet_distance_of_a_shifted_set_is_the_squared_shift() -> None:
     assert frechet_distance(real, real + shift) == pytest.approx(shift @ shift, rel=1e-9)
 
 
-def test_gaussian_frechet_distance_closed_form_for_commuting_covariances() -> None:
-    a, b = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.0])
-    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
-    expected = 5.0 + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
-    assert gaussian_frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-12)
+def test_frechet_from_rows_equals_torchmetrics_and_frd_score_and_the_closed_form() -> None:
+    from frd_score.frd import calculate_frechet_distance
 
-
-def test_frechet_distance_equals_the_scipy_sqrtm_formula_when_well_conditioned() -> None:
     rng = np.random.default_rng(1)
     real, fake = rng.normal(size=(300, 6)), rng.normal(size=(200, 6)) @ rng.normal(size=(6, 6)) + 0.3
     s1, s2 = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
     diff = real.mean(0) - fake.mean(0)
     expected = diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(linalg.sqrtm(s1 @ s2).real)
-    assert frechet_distance(real, fake) == pytest.approx(expected, rel=1e-10)
+    assert frechet_distance(real, fake) == pytest.approx(expected, rel=1e-10)  # torchmetrics
+    assert frechet_from_rows(real, fake) == pytest.approx(expected, rel=1e-10)
+    wide_real, wide_fake = rng.normal(size=(32, 120)), rng.normal(0.2, 1.3, size=(16, 120))  # singular covariances
+    sqrtm_value = calculate_frechet_distance(wide_real.mean(0), np.cov(wide_real, rowvar=False), wide_fake.mean(0),
+                                             np.cov(wide_fake, rowvar=False))  # fmt: skip
+    assert frechet_from_rows(wide_real, wide_fake) == pytest.approx(sqrtm_value, rel=1e-6)
+    assert frechet_from_rows(wide_real, wide_fake) == pytest.approx(frechet_distance(wide_real, wide_fake), rel=1e-6)
+    with_nan = np.vstack([wide_fake, np.full((1, 120), np.nan)])
+    assert frechet_from_rows(wide_real, with_nan) == pytest.approx(frechet_from_rows(wide_real, wide_fake), rel=1e-12)
 
 
 def test_frechet_distance_is_finite_and_real_for_singular_covariances() -> None:
     rng = np.random.default_rng(2)
     real = np.hstack([rng.normal(size=(5, 40)), np.ones((5, 3))])  # 5 samples in 43 dimensions, 3 constant
-    value = frechet_distance(real, real)
-    assert isinstance(value, float) and 0.0 <= value < 1e-9 * np.trace(np.cov(real, rowvar=False))
-    other = frechet_distance(real, real[::-1] * 1.5 + 1e-9 * rng.normal(size=real.shape))
-    assert np.isfinite(other) and other > 1.0
+    trace = np.trace(np.cov(real, rowvar=False))
+    for distance in (frechet_distance, frechet_from_rows):
+        value = distance(real, real)
+        assert isinstance(value, float) and abs(value) < 1e-6 * trace
+        other = distance(real, real[::-1] * 1.5 + 1e-9 * rng.normal(size=real.shape))
+        assert np.isfinite(other) and other > 1.0
 
 
 @pytest.mark.parametrize(
@@ -92,9 +97,18 @@ def test_kid_is_near_zero_for_one_distribution_and_positive_for_two() -> None:
     assert abs(same) < 0.05 < far and spread > 0
 
 
-def test_kid_rejects_a_subset_size_below_two() -> None:
+def test_kid_rejects_a_subset_size_below_two_or_above_a_set() -> None:
     with pytest.raises(ValueError, match="subset_size"):
         kernel_inception_distance(np.zeros((5, 2)), np.zeros((5, 2)), subset_size=1)
+    with pytest.raises(ValueError, match="subset_size 6 exceeds a set"):
+        kernel_inception_distance(np.zeros((8, 2)), np.zeros((5, 2)), subset_size=6)
+
+
+def test_kid_spread_is_zero_only_when_every_subset_is_the_whole_set() -> None:
+    rng = np.random.default_rng(4)
+    real, fake = rng.normal(size=(20, 5)), rng.normal(0.5, 1.0, (20, 5))
+    assert kernel_inception_distance(real, fake, subset_size=20, subsets=10)[1] == pytest.approx(0.0, abs=1e-12)
+    assert kernel_inception_distance(real, fake, subset_size=10, subsets=10)[1] > 1e-4
 
 
 # --- SSIM and MS-SSIM ---------------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ reading's own controls), with one seed per reading and copy; readings may get mo
 (e.g. a second sample for MS-SSIM diversity, or many for the long-tail protocol's rare findings).
 Images are written one 16-bit PNG per sample (``<id>.png``, then ``<id>_1.png``, ...) into
 ``<run_dir>/samples/bank/<configuration>/`` as they are made, so an interrupted run resumes where it
-stopped. ``settings.json`` records how they are made (steps, guidance, seed, controls, networks); if
-those change, the folder's images are discarded and made again. ``index.json`` (written last) lists them.
+stopped. ``settings.json`` records how they are made (:func:`sampling_key`: a digest of the weights and
+control registry, scheduler, steps, guidance, seed, controls); if any of it changes, the folder's images
+are discarded and made again. ``index.json`` (written last) lists them.
 """
 
 from __future__ import annotations
@@ -125,8 +126,7 @@ def generate(
     copies = [1] * len(cases) if copies is None else list(copies)
     if len(copies) != len(cases) or min(copies, default=1) < 1:
         raise ValueError(f"copies must give a positive count for each of the {len(cases)} readings")
-    _start(folder, {"configuration": asdict(configuration), "steps": steps, "seed": preset.seed,
-                    "guidance_scale": preset.sampling.guidance_scale, "pipeline": str(pipe.source)})  # fmt: skip
+    _start(folder, sampling_key(pipe, configuration, steps, preset))
     jobs = [(k, case, c) for k, case in enumerate(cases) for c in range(copies[k])]
     todo = [job for job in jobs if not (folder / _file(job[1].id, job[2])).is_file()]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"samples ({configuration.name})", unit="img",
@@ -144,10 +144,21 @@ def generate(
     return load(configuration, [c.id for c in cases], copies, folder)
 
 
+def sampling_key(pipe: RadGazeGenPipeline, configuration: Configuration, steps: int, preset: Preset) -> dict:
+    """What a configuration's images depend on: the weights and registry (:meth:`RadGazeGenPipeline.digest`),
+    the scheduler and its configuration, steps, guidance scale and seed. Not the pipeline's folder: retraining
+    into the same folder must not reuse old images."""
+    scheduler = {"class": type(pipe.scheduler).__name__, **dict(pipe.scheduler.config)}
+    return {"configuration": asdict(configuration), "steps": steps, "seed": preset.seed,
+            "guidance_scale": preset.sampling.guidance_scale, "scheduler": scheduler,
+            "weights": pipe.digest(configuration.mode, configuration.controls)}  # fmt: skip
+
+
 def _start(folder: Path, settings: dict) -> None:
     """Record how ``folder``'s samples are made; images made otherwise, or of unknown making, are discarded."""
     path = folder / "settings.json"
-    if not path.is_file() or json.loads(path.read_text()) != json.loads(json.dumps(settings)):
+    settings = json.loads(json.dumps(settings, default=str))
+    if not path.is_file() or json.loads(path.read_text()) != settings:
         for stale in folder.glob("*.png"):
             stale.unlink()
         (folder / "index.json").unlink(missing_ok=True)

@@ -277,13 +277,14 @@ def auroc_table(
         estimate = bootstrap(lambda y, s: auroc(y[:, None], s[:, None])[0], labels[:, c], scores[:, c], n_boot=n_boot,
                              seed=seed)  # fmt: skip
         rows.append((estimate.value, estimate.low, estimate.high, int(labels[:, c].sum())))
-    mean = bootstrap(_mean_auroc, labels, scores, n_boot=n_boot, seed=seed)
+    mean = bootstrap(mean_auroc, labels, scores, n_boot=n_boot, seed=seed)
     rows.append((mean.value, mean.low, mean.high, int(labels.sum())))
     return pd.DataFrame(rows, index=pd.Index([*classes, "mean"], name="finding"),
                         columns=["auroc", "low", "high", "positives"])  # fmt: skip
 
 
-def _mean_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+def mean_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mean AUROC over the findings (columns) with both classes; NaN when none has."""
     areas = auroc(labels, scores)
     return float(np.nanmean(areas)) if np.isfinite(areas).any() else float("nan")
 

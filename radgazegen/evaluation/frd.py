@@ -23,7 +23,9 @@ the same configuration, the cross-check. Deviations from frd-score's published v
   constant mask diagnostics are dropped);
 - no resampling: v1 resamples to 2 x 2 mm pixels (B-spline), which halves PNGs of unit spacing.
 
-FRD values here are therefore comparable among themselves, not with published FRD v1 numbers.
+Values of this port (the "FRD (torch, Original)" columns) are therefore comparable among themselves,
+not with published FRD v1 numbers. The headline FRD is frd-score's own v1 with its published defaults:
+:func:`frd_v1_features` (extraction by frd-score) and :func:`frd_v1_distance` (its post-processing).
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ import pandas as pd
 from radgazegen.controls.texture import segment_features
 from radgazegen.controls.texture_names import IMPLEMENTED
 from radgazegen.errors import DataFormatError
-from radgazegen.evaluation.quality import gaussian_frechet_distance
 from radgazegen.threads import torch_threads
 
 V1_GLCM = (
@@ -170,8 +171,8 @@ def frechet_radiomics_distance(real: pd.DataFrame | np.ndarray, fake: pd.DataFra
     mean and population standard deviation, :math:`z = (x - \mu_\text{real})/\sigma_\text{real}` (this
     rounding moves z-scores by up to ~1e-4: after pyradiomics' normalisation Energy and RMS vary by only
     ~3e-4 of their value); columns with a non-finite :math:`z` in either set (e.g. constant in the real set)
-    are dropped; each set's mean (float32) and unbiased covariance (float64) give :math:`d^2` by
-    :func:`~radgazegen.evaluation.quality.gaussian_frechet_distance`. Data frames must have the same columns
+    are dropped; each set's mean (float32) and unbiased covariance (float64) give :math:`d^2` by frd-score's
+    ``calculate_frechet_distance``. Data frames must have the same columns
     (the fake one's are put in the real one's order).
     """
     real_z, fake_z = _v1_zscores(*_tables(real, fake))
@@ -179,12 +180,16 @@ def frechet_radiomics_distance(real: pd.DataFrame | np.ndarray, fake: pd.DataFra
     if not keep.any():
         raise ValueError("no feature is finite after z-scoring with the real set (every feature is constant there)")
     real_z, fake_z = real_z[:, keep], fake_z[:, keep]
-    squared = gaussian_frechet_distance(
-        real_z.mean(0),
-        np.atleast_2d(np.cov(real_z, rowvar=False)),
-        fake_z.mean(0),
-        np.atleast_2d(np.cov(fake_z, rowvar=False)),
-    )
+    return _log_frechet(real_z, fake_z)
+
+
+def _log_frechet(real_z: np.ndarray, fake_z: np.ndarray) -> float:
+    """:math:`\\log d^2` of the Gaussians of two z-scored tables by frd-score's own Fréchet distance (scipy ``sqrtm``)."""
+    from frd_score.frd import calculate_frechet_distance
+
+    with np.errstate(all="ignore"):
+        squared = float(calculate_frechet_distance(real_z.mean(0), np.atleast_2d(np.cov(real_z, rowvar=False)),
+                                                   fake_z.mean(0), np.atleast_2d(np.cov(fake_z, rowvar=False))))  # fmt: skip
     return float(np.log(squared)) if squared > 0 else float("-inf")
 
 
@@ -216,6 +221,97 @@ def _v1_zscores(real: np.ndarray, fake: np.ndarray) -> tuple[np.ndarray, np.ndar
     mean, std = np.nanmean(real, axis=0), np.nanstd(real, axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         return (real - mean) / std, (fake - mean) / std
+
+
+def frd_v1_features(images: np.ndarray | Sequence[np.ndarray], *, num_workers: int | None = None) -> np.ndarray:
+    """frd-score's own FRD v1 features of each image ``(H, W)`` in [0, 1], one row per image, in order.
+
+    Its published defaults: ``Original``, LoG (sigma 2-5 mm) and wavelet images, resampled to 2 x 2 mm,
+    the v1 YAML's feature classes. Images are written as 16-bit PNGs (as :func:`~radgazegen.data.images.save_png16`
+    writes the sample bank) to a temporary folder and read by frd-score (``compute_features``) in
+    ``num_workers`` processes (default: every core). An image frd-score cannot extract is an error naming it.
+    """
+    import logging
+    import os
+    import tempfile
+
+    from frd_score.frd import compute_features, get_feature_extractor
+
+    from radgazegen.data.images import save_png16
+
+    from radiomics import setVerbosity
+
+    with tempfile.TemporaryDirectory(prefix="frd-v1-") as folder:
+        files = []
+        for k, image in enumerate(images):
+            _grey_values(image, 65535.0, k)  # in [0, 1], finite, 2-D
+            files.append(Path(folder) / f"{k:06d}.png")
+            save_png16(files[-1], np.asarray(image, np.float64))
+        if len(files) < 2:
+            raise ValueError(f"FRD needs at least 2 images per set, got {len(files)}")
+        setVerbosity(logging.CRITICAL + 10)  # as compute_frd: pyradiomics' warnings (e.g. LoG on small images) off
+        extractor = get_feature_extractor(frd_version="v1", image_dim=2)
+        results = compute_features(files, extractor, num_workers=num_workers or os.cpu_count() or 1,
+                                   frd_version="v1")[1]  # fmt: skip
+    if len(results) != len(files):
+        raise DataFormatError(Path(folder), f"frd-score extracted {len(results)} of {len(files)} images")
+    return np.array([list(row.values()) for row in results], np.float64)
+
+
+def frd_v1_zscores(real: np.ndarray, fakes: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """frd-score's v1 z-scores of the real table and of each generated table, the columns kept for all of them.
+
+    As :func:`frd_v1_distance` (float32, z-scored by the real set's rows without NaN, columns with a NaN or
+    infinity in any set dropped) but rows keep their place: a row with a NaN feature stays a NaN row, so
+    the rows of several generated tables stay aligned with their readings (the half-sampling intervals of
+    paired differences). :func:`~radgazegen.evaluation.quality.frechet_from_rows` drops such rows.
+    """
+    from frd_score.frd import z_score_normalize
+
+    reference = np.asarray(real, np.float64)
+    reference = reference[~np.isnan(reference).any(1)].astype(np.float32)
+    if len(reference) < 2:
+        raise ValueError(f"FRD needs at least 2 real images without NaN features, got {len(reference)}")
+    tables = [np.asarray(t, np.float64).astype(np.float32) for t in fakes]
+    with np.errstate(all="ignore"):
+        z = [z_score_normalize(t, 0, 1, replace_nan=False, base_distribution=reference, handle_std_zero=False)
+             for t in (reference, *tables)]  # fmt: skip
+    valid = [np.ones(len(reference), bool), *(~np.isnan(t).any(1) for t in tables)]  # rows frd-score would keep
+    keep = np.logical_and.reduce([np.isfinite(t[rows]).all(0) for t, rows in zip(z, valid, strict=True)])
+    if not keep.any():
+        raise ValueError("no feature is finite after z-scoring with the real set (every feature is constant there)")
+    shown = [np.where(rows[:, None], t[:, keep], np.nan).astype(np.float64) for t, rows in zip(z, valid, strict=True)]
+    return shown[0], shown[1:]
+
+
+def frd_v1_distance(real: np.ndarray, fake: np.ndarray) -> float:
+    r"""FRD v1 of two tables of :func:`frd_v1_features` exactly as frd-score's ``compute_frd`` finishes it.
+
+    frd-score's v1 steps on the feature rows: rows with a NaN dropped, float32, z-scored with the real
+    set's statistics by its ``z_score_normalize`` (raw division, no guards), columns with a NaN or
+    infinity in either set dropped, then :math:`\log d^2` by its ``calculate_frechet_distance``. Here
+    (not inside ``compute_frd``) so that the half-sampling intervals can evaluate subsets of the rows.
+    """
+    from frd_score.frd import z_score_normalize
+
+    tables = []
+    for name, table in (("real", real), ("fake", fake)):
+        array = np.asarray(table, np.float64)
+        if array.ndim != 2:
+            raise ValueError(f"{name} features must be 2-D (images, features), got shape {array.shape}")
+        array = array[~np.isnan(array).any(1)].astype(np.float32)
+        if len(array) < 2:
+            raise ValueError(f"FRD needs at least 2 images without NaN features per set, {name} has {len(array)}")
+        tables.append(array)
+    if tables[0].shape[1] != tables[1].shape[1]:
+        raise ValueError(f"feature counts differ: real {tables[0].shape[1]}, fake {tables[1].shape[1]}")
+    with np.errstate(all="ignore"):
+        z = [z_score_normalize(t, 0, 1, replace_nan=False, base_distribution=tables[0], handle_std_zero=False)
+             for t in tables]  # fmt: skip
+    keep = np.isfinite(z[0]).all(0) & np.isfinite(z[1]).all(0)
+    if not keep.any():
+        raise ValueError("no feature is finite after z-scoring with the real set (every feature is constant there)")
+    return _log_frechet(z[0][:, keep], z[1][:, keep])
 
 
 def frd(

@@ -71,10 +71,20 @@ def class_balanced_weights(counts: Mapping[str, int] | Sequence[int], beta: floa
 
 
 def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean recall over the classes present in ``y_true`` (``sklearn.metrics.balanced_accuracy_score``)."""
+    """Mean recall over the classes present in ``y_true``: ``sklearn.metrics.balanced_accuracy_score`` (NaN when empty).
+
+    A predicted class that ``y_true`` lacks has no recall and is left out, as sklearn does (its warning silenced).
+    """
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score
+
     y_true, y_pred = _check_pair(y_true, y_pred)
-    present = np.unique(y_true)
-    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in present])) if len(present) else float("nan")
+    if not len(y_true):
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return float(balanced_accuracy_score(y_true, y_pred))
 
 
 def group_accuracy(y_true: np.ndarray, y_pred: np.ndarray, groups: Sequence[str]) -> dict[str, float]:

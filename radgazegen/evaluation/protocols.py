@@ -1,5 +1,8 @@
 """The paper's evaluation protocols on a :class:`~radgazegen.evaluation.study.Study`, one function per table.
 
+Each protocol's ``*_claims`` function decides the paper's claims about it as paired differences
+(:mod:`radgazegen.evaluation.claims`).
+
 * :func:`quality_table` — REFLACX protocol: FRD, FID / KID (in-project CXR features; Inception when
   its weights are given), MS-SSIM diversity, paired SSIM, text-image agreement (CLIP score when a
   local CLIP is given), per sampling configuration, beside a real-vs-real reference.
@@ -7,7 +10,8 @@
   real, real + generated and generated-only images.
 * :func:`longtail_table` — MIMIC-CXR-LT protocol: balanced accuracy, head / medium / tail accuracy
   without augmentation, with a class-balanced loss and with generated images for the tail classes.
-* :func:`adherence_table` and :func:`ablation_table` — every configuration at an equal budget.
+* :func:`adherence_table` (from :func:`adherence_tables`) and :func:`ablation_table` — every configuration at
+  an equal budget.
 * :func:`attribution_table` — captum attributions of the classifier against gaze and finding masks.
 """
 
@@ -15,13 +19,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from radgazegen.evaluation import bank
-from radgazegen.evaluation.stats import Estimate, bootstrap
+from radgazegen.evaluation.claims import HIGHER, LOWER, Claim
+from radgazegen.evaluation.stats import Estimate, bootstrap, half_sample
 from radgazegen.evaluation.study import Study, training_digest
 from radgazegen.io import write_json_atomic
 
@@ -32,9 +39,167 @@ def _estimate_columns(prefix: str, estimate: Estimate) -> dict[str, float]:
     return {prefix: estimate.value, f"{prefix} low": estimate.low, f"{prefix} high": estimate.high}
 
 
-def _distance_estimate(distance, real: np.ndarray, fake: np.ndarray, n_boot: int, seed: int) -> Estimate:
-    """A set distance with a bootstrap interval over the generated set (the real set held fixed)."""
-    return bootstrap(lambda rows: distance(real, fake[rows]), np.arange(len(fake)), n_boot=n_boot, seed=seed)
+SET_DISTANCES = ("FRD", "FRD (torch, Original)", "FID (CXR)", "FID (Inception)")
+"""The set distances of the quality table: frd-score's FRD v1 (headline), our torch port on Original features,
+FID on the CXR feature network's features (and on Inception's when its weights are given)."""
+
+
+@dataclass
+class ImageSet:
+    """One set of images with everything the quality table needs of it, rows aligned with the readings."""
+
+    name: str
+    label: str
+    images: np.ndarray
+    prompted: np.ndarray  # (n, C) findings the prompts (or, for real images, the labels) name
+    prompts: list[str]
+    rows: dict[str, np.ndarray] = field(default_factory=dict)  # per set distance: the rows it is computed from
+    paired_ssim: np.ndarray | None = None  # each image against the real image of its reading
+    diversity: np.ndarray | None = None  # MS-SSIM of each pair of samples of one reading
+    predicted: np.ndarray | None = None
+
+
+class QualityEvaluation:
+    """Chapter 5's measurements: every configuration's samples and the held-out real images against the real
+    images of the conditioning readings; :meth:`table` (one row per set) and :meth:`claims` (paired differences).
+
+    Set distances: frd-score's FRD v1, our torch FRD on Original features, FID / KID on the features of the
+    CXR network trained on :attr:`Study.feature_cohort` (readings that are neither a reference image nor a
+    conditioning reading), FID on Inception with ``inception_weights``. Their intervals are half-sampling ones
+    (:func:`~radgazegen.evaluation.stats.half_sample`) over the readings, the reference set held fixed; KID
+    reports torchmetrics' mean and standard deviation over subsets of half of each set. Per-image metrics
+    (SSIM to real, MS-SSIM, agreement, CLIP) have percentile-bootstrap intervals over readings.
+    """
+
+    def __init__(self, study: Study, *, inception_weights: str | Path | None = None,
+                 clip_dir: str | Path | None = None, configurations: Sequence[str] | None = None) -> None:  # fmt: skip
+        from radgazegen.evaluation import frd, quality
+
+        self.study, self.clip_dir = study, clip_dir
+        settings = study.settings
+        self.replicates = min(settings.bootstrap, 100)  # half-sampling replicates of each set distance
+        reference = study.condition_cohort
+        held = study.test.subset(np.arange(min(len(reference), len(study.test))))
+        self.reference = reference
+        extractors = {"FID (CXR)": study.feature_classifier.features}
+        if inception_weights:
+            extractors["FID (Inception)"] = quality.TorchScriptFeatures(inception_weights, device=study.device)
+        self.sets: dict[str, ImageSet] = {
+            REAL: ImageSet(REAL, "real images (held-out reference)", held.images, held.labels.astype(bool), held.prompts)
+        }
+        for configuration in study.configurations:
+            if configurations is not None and configuration.name not in configurations:
+                continue
+            samples = study.samples(configuration.name)
+            _, images = samples.first()
+            found = ImageSet(configuration.name, configuration.label, images, reference.labels.astype(bool),
+                             reference.prompts, paired_ssim=quality.ssim(images, reference.images))  # fmt: skip
+            pairs = samples.pairs()
+            found.diversity = quality.ms_ssim(*pairs) if len(pairs[0]) else None
+            self.sets[configuration.name] = found
+        self.sets[REAL].diversity = quality.ms_ssim(*_real_pairs(held.images, settings.diversity_pairs, study.preset.seed))
+        bar = tqdm(total=len(self.sets) + 1, desc="quality features", unit="set", disable=not study.progress)
+        v1 = [frd.frd_v1_features(s.images) for s in self.sets.values()]
+        v1_reference = frd.frd_v1_features(reference.images)
+        self.frd_v1 = {name: frd.frd_v1_distance(v1_reference, table) for name, table in zip(self.sets, v1, strict=True)}
+        v1_reference_rows, zscores = frd.frd_v1_zscores(v1_reference, v1)
+        torch_reference = frd.radiomic_features(reference.images)
+        for (name, found), z in zip(self.sets.items(), zscores, strict=True):
+            found.rows["FRD"] = z
+            found.rows["FRD (torch, Original)"] = frd.radiomic_features(found.images)
+            for column, extract in extractors.items():
+                found.rows[column] = extract(found.images)
+            found.predicted = study.reference_classifier.predict(found.images)
+            bar.update()
+        self.reference_rows = {"FRD": v1_reference_rows, "FRD (torch, Original)": torch_reference,
+                               **{column: extract(reference.images) for column, extract in extractors.items()}}  # fmt: skip
+        bar.update()
+        bar.close()
+
+    # -- set distances ------------------------------------------------------------------------------
+    def distance(self, column: str, name: str, rows: np.ndarray | None = None) -> float:
+        """Set distance ``column`` of set ``name`` (its ``rows`` only, when given) to the reference set."""
+        from radgazegen.evaluation import frd, quality
+
+        found = self.sets[name].rows[column]
+        picked = found if rows is None else (found.iloc[rows] if isinstance(found, pd.DataFrame) else found[rows])
+        reference = self.reference_rows[column]
+        if column == "FRD":
+            if rows is None:
+                return self.frd_v1[name]  # frd-score's own value
+            return float(np.log(quality.frechet_from_rows(reference, picked)))
+        if column == "FRD (torch, Original)":
+            return frd.frechet_radiomics_distance(reference, picked)
+        if rows is None:
+            return quality.frechet_distance(reference, picked)  # torchmetrics' FID
+        return quality.frechet_from_rows(reference, picked)
+
+    def _distance_estimate(self, column: str, name: str, other: str | None = None) -> Estimate:
+        """Half-sampling estimate of a set distance, or of the paired difference ``name - other``."""
+        n = len(self.sets[name].images)
+
+        def statistic(rows: np.ndarray) -> float:
+            subset = None if len(rows) == n else rows
+            value = self.distance(column, name, subset)
+            return value - self.distance(column, other, subset) if other else value
+
+        return half_sample(statistic, n, n_rep=self.replicates, seed=self.study.preset.seed)
+
+    # -- outputs --------------------------------------------------------------------------------------
+    def table(self) -> pd.DataFrame:
+        """One row per set (``real`` first): each metric with its 95% interval columns ``<metric> low / high``."""
+        from radgazegen.evaluation import quality
+
+        settings, seed = self.study.settings, self.study.preset.seed
+        rows = {}
+        for name, found in self.sets.items():
+            row: dict[str, object] = {"label": found.label, "images": len(found.images)}
+            for column in SET_DISTANCES:
+                if column in found.rows:
+                    row |= _estimate_columns(column, self._distance_estimate(column, name))
+            features = found.rows["FID (CXR)"]
+            size = len(features) // 2
+            if size >= 2:
+                row["KID (CXR)"], row["KID (CXR) std"] = quality.kernel_inception_distance(
+                    self.reference_rows["FID (CXR)"], features, subset_size=size, subsets=50, seed=seed)  # fmt: skip
+            if found.diversity is not None:
+                row |= _estimate_columns("MS-SSIM", bootstrap(np.mean, found.diversity, n_boot=settings.bootstrap))
+            if found.paired_ssim is not None:
+                row |= _estimate_columns("SSIM to real", bootstrap(np.mean, found.paired_ssim, n_boot=settings.bootstrap))
+            row |= _estimate_columns("agreement AUROC", bootstrap(quality.finding_agreement, found.prompted,
+                                                                  found.predicted, n_boot=settings.bootstrap))  # fmt: skip
+            if self.clip_dir:
+                scores = quality.clip_score(found.images, found.prompts, self.clip_dir)
+                row |= _estimate_columns("CLIP score", bootstrap(np.mean, scores, n_boot=settings.bootstrap))
+            rows[name] = row
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def claims(self) -> list[Claim]:
+        """The paper's quality and ablation claims as paired differences over the conditioning readings."""
+        comparisons = [("both", "text", "RadGazeGen (Rad-CN + HVA-CN) is closer to real images than SD text only"),
+                       ("both", "rad", "both ControlNets beat Rad-CN alone"),
+                       ("both", "gaze", "both ControlNets beat HVA-CN alone")]  # fmt: skip
+        found = []
+        n = len(self.reference)
+        boot = self.study.settings.bootstrap
+        for first, second, claim in comparisons:
+            if first not in self.sets or second not in self.sets:
+                continue
+            protocol = "quality" if second == "text" else "ablation"
+            for column in ("FRD", "FID (CXR)"):
+                found.append(Claim(protocol, claim, column, first, second, LOWER,
+                                   self._distance_estimate(column, first, second),
+                                   f"half-sampling over {n} readings ({self.replicates})"))  # fmt: skip
+            a, b = self.sets[first], self.sets[second]
+            found.append(Claim(protocol, claim, "SSIM to real", first, second, HIGHER,
+                               bootstrap(np.mean, a.paired_ssim - b.paired_ssim, n_boot=boot, seed=self.study.preset.seed),
+                               f"paired bootstrap over {n} readings ({boot})"))  # fmt: skip
+            if second == "text" and a.diversity is not None and b.diversity is not None:
+                found.append(Claim(protocol, "RadGazeGen keeps the diversity of SD text only (MS-SSIM not higher)",
+                                   "MS-SSIM", first, second, LOWER,
+                                   bootstrap(np.mean, a.diversity - b.diversity, n_boot=boot, seed=self.study.preset.seed),
+                                   f"paired bootstrap over {len(a.diversity)} readings ({boot})"))  # fmt: skip
+        return found
 
 
 def quality_table(
@@ -44,64 +209,10 @@ def quality_table(
     clip_dir: str | Path | None = None,
     configurations: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Quality and diversity of every configuration's samples (rows), reference row ``real`` first.
-
-    Reference sets: generated images are compared with the real images of the readings that
-    conditioned them; the ``real`` row compares those real images with as many held-out real
-    images (the floor a perfect generator would reach at this sample size).
-    """
-    from radgazegen.evaluation import frd, quality
-
-    settings = study.settings
-    n_boot = min(settings.bootstrap, 100)  # each replicate of a set distance refits a covariance and its root
-    real = study.condition_cohort
-    held = study.test.subset(np.arange(min(len(real), len(study.test))))
-    classifier = study.reference_classifier
-    extractors = {"FID (CXR)": classifier.features}
-    if inception_weights:
-        extractors["FID (Inception)"] = quality.TorchScriptFeatures(inception_weights, device=study.device)
-    radiomics_real = frd.radiomic_features(real.images)
-    features_real = {name: extract(real.images) for name, extract in extractors.items()}
-
-    def row(images: np.ndarray, pairs: tuple[np.ndarray, np.ndarray], paired: np.ndarray | None, prompts, labels):
-        found: dict[str, float] = {"images": len(images)}
-        radiomics = frd.radiomic_features(images)
-        found |= _estimate_columns("FRD", _distance_estimate(frd.frechet_radiomics_distance, radiomics_real,
-                                                             radiomics.to_numpy(), n_boot, study.preset.seed))  # fmt: skip
-        features = {name: extract(images) for name, extract in extractors.items()}
-        for name in extractors:
-            found |= _estimate_columns(name, _distance_estimate(quality.frechet_distance, features_real[name],
-                                                                features[name], n_boot, study.preset.seed))  # fmt: skip
-        kid = quality.kernel_inception_distance(features_real["FID (CXR)"], features["FID (CXR)"],
-                                                subset_size=len(images), subsets=50, seed=study.preset.seed)  # fmt: skip
-        found["KID (CXR)"], found["KID (CXR) std"] = kid
-        if len(pairs[0]):
-            found |= _estimate_columns(
-                "MS-SSIM", bootstrap(np.mean, quality.ms_ssim(*pairs), n_boot=settings.bootstrap)
-            )
-        if paired is not None:
-            found |= _estimate_columns("SSIM to real", bootstrap(np.mean, quality.ssim(images, paired),
-                                                                 n_boot=settings.bootstrap))  # fmt: skip
-        predicted = classifier.predict(images)
-        found |= _estimate_columns("agreement AUROC", bootstrap(quality.finding_agreement, labels.astype(bool), predicted,
-                                                                n_boot=settings.bootstrap))  # fmt: skip
-        if clip_dir:
-            found |= _estimate_columns("CLIP score", bootstrap(np.mean, quality.clip_score(images, prompts, clip_dir),
-                                                               n_boot=settings.bootstrap))  # fmt: skip
-        return found
-
-    pairs = _real_pairs(held.images, settings.diversity_pairs, study.preset.seed)
-    rows = {REAL: row(held.images, pairs, None, held.prompts, held.labels)}
-    for configuration in study.configurations:
-        if configurations is not None and configuration.name not in configurations:
-            continue
-        samples = study.samples(configuration.name)
-        _, images = samples.first()
-        rows[configuration.name] = row(images, samples.pairs(), real.images, real.prompts, real.labels)
-        rows[configuration.name]["label"] = configuration.label
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.loc[REAL, "label"] = "real images (held-out reference)"
-    return table
+    """Quality and diversity of every configuration's samples (rows), reference row ``real`` first
+    (:class:`QualityEvaluation`; its :meth:`~QualityEvaluation.claims` decide the paper's claims)."""
+    return QualityEvaluation(study, inception_weights=inception_weights, clip_dir=clip_dir,
+                             configurations=configurations).table()  # fmt: skip
 
 
 def _real_pairs(images: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -112,16 +223,10 @@ def _real_pairs(images: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.n
     return images[first], images[second]
 
 
-def classification_table(study: Study, configuration: str = "both") -> pd.DataFrame:
-    """AUROC per finding (and the mean) on the held-out real test set for three training arms.
-
-    Arms: ``real`` (the real training readings), ``real + generated`` (plus every sample of
-    ``configuration``, labelled with its prompt's findings), ``generated only``.
-    """
-    from radgazegen.evaluation.classify import auroc_table
-
+def _classification_arms(study: Study, configuration: str) -> dict:
+    """The three training arms of the CheXpert protocol, trained once and cached."""
     generated, labels = study.generated_training_set(configuration)
-    arms = {
+    return {
         "real": study.reference_classifier,
         "real + generated": study.classifier(
             f"real+{configuration}",
@@ -130,8 +235,18 @@ def classification_table(study: Study, configuration: str = "both") -> pd.DataFr
         ),  # fmt: skip
         "generated only": study.classifier(f"{configuration}-only", generated, labels),
     }
+
+
+def classification_table(study: Study, configuration: str = "both") -> pd.DataFrame:
+    """AUROC per finding (and the mean) on the held-out real test set for three training arms.
+
+    Arms: ``real`` (the real training readings), ``real + generated`` (plus every sample of
+    ``configuration``, labelled with its prompt's findings), ``generated only``.
+    """
+    from radgazegen.evaluation.classify import auroc_table
+
     tables = []
-    for arm, classifier in arms.items():
+    for arm, classifier in _classification_arms(study, configuration).items():
         scores = classifier.predict(study.test.images)
         table = auroc_table(study.test.labels, scores, study.train.classes, n_boot=study.settings.bootstrap,
                             seed=study.preset.seed)  # fmt: skip
@@ -139,15 +254,36 @@ def classification_table(study: Study, configuration: str = "both") -> pd.DataFr
     return pd.concat(tables).rename_axis("finding").reset_index().set_index(["arm", "finding"])
 
 
-def longtail_table(study: Study, configuration: str = "both") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Balanced accuracy and head / medium / tail accuracy for three arms; also the class groups.
+def classification_claims(study: Study, configuration: str = "both") -> list[Claim]:
+    """The CheXpert claim: mean AUROC of real + generated minus real, paired over the same test images."""
+    from radgazegen.evaluation.classify import mean_auroc
 
-    Single-label images only, as MIMIC-CXR-LT: its split CSVs when the study has them, else the
-    phantom's single-label readings (test: the held-out cohort). Arms: ``none`` (plain
-    cross-entropy), ``class-balanced loss`` (Cui et al. weights), ``generated tail`` (plus
-    ``tail_samples`` images per tail class from ``configuration``, prompted and controlled by the
-    REFLACX training readings with that finding; a class no reading names gets none).
-    """
+    arms = _classification_arms(study, configuration)
+    augmented, real = (arms[arm].predict(study.test.images) for arm in ("real + generated", "real"))
+    estimate = bootstrap(lambda y, a, b: mean_auroc(y, a) - mean_auroc(y, b), study.test.labels, augmented, real,
+                         n_boot=study.settings.bootstrap, seed=study.preset.seed)  # fmt: skip
+    return [Claim("classification", "training with generated images raises the classifier's AUROC", "mean AUROC",
+                  "real + generated", "real", HIGHER, estimate,
+                  f"paired bootstrap over {len(study.test)} test images ({study.settings.bootstrap})")]  # fmt: skip
+
+
+@dataclass
+class _LongTail:
+    """The long-tail protocol's data and classifiers (one study, one configuration)."""
+
+    arms: dict
+    test_images: np.ndarray
+    test_y: np.ndarray
+    classes: list[str]
+    groups: dict[str, str]
+    counts: dict[str, int]
+    extra_y: np.ndarray
+
+    def predictions(self, arm: str) -> np.ndarray:
+        return self.arms[arm].predict(self.test_images).argmax(1)
+
+
+def _longtail(study: Study, configuration: str) -> _LongTail:
     from radgazegen.evaluation import longtail
 
     train, test = study.longtail_cohorts or (study.train, study.test.with_classes(study.train.classes))
@@ -166,16 +302,50 @@ def longtail_table(study: Study, configuration: str = "both") -> tuple[pd.DataFr
         "generated tail": study.classifier(f"lt-{configuration}-tail", np.concatenate([images, extra_images]),
                                            np.concatenate([train_y, extra_y]), task="multiclass", classes=classes),
     }  # fmt: skip
+    return _LongTail(arms, test.images[test_rows], test_y, classes, groups, counts, extra_y)
+
+
+def longtail_table(study: Study, configuration: str = "both") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Balanced accuracy and head / medium / tail accuracy for three arms; also the class groups.
+
+    Single-label images only, as MIMIC-CXR-LT: its split CSVs when the study has them, else the
+    phantom's single-label readings (test: the held-out cohort). Arms: ``none`` (plain
+    cross-entropy), ``class-balanced loss`` (Cui et al. weights), ``generated tail`` (plus
+    ``tail_samples`` images per tail class from ``configuration``, prompted and controlled by the
+    REFLACX training readings with that finding; a class no reading names gets none).
+    """
+    from radgazegen.evaluation import longtail
+
+    setup = _longtail(study, configuration)
     reports = []
-    for arm, classifier in arms.items():
-        predicted = classifier.predict(test.images[test_rows]).argmax(1)
-        report = longtail.longtail_report(test_y, predicted, classes, groups, n_boot=study.settings.bootstrap,
-                                          seed=study.preset.seed)  # fmt: skip
+    for arm in setup.arms:
+        report = longtail.longtail_report(setup.test_y, setup.predictions(arm), setup.classes, setup.groups,
+                                          n_boot=study.settings.bootstrap, seed=study.preset.seed)  # fmt: skip
         reports.append(report.assign(arm=arm))
-    group_table = pd.DataFrame({"group": groups, "training images": counts,
+    classes, test_y, extra_y = setup.classes, setup.test_y, setup.extra_y
+    group_table = pd.DataFrame({"group": setup.groups, "training images": setup.counts,
                                 "test images": {c: int((test_y == k).sum()) for k, c in enumerate(classes)},
                                 "generated": {c: int((extra_y == k).sum()) for k, c in enumerate(classes)}})  # fmt: skip
     return pd.concat(reports).rename_axis("metric").reset_index().set_index(["arm", "metric"]), group_table
+
+
+def longtail_claims(study: Study, configuration: str = "both") -> list[Claim]:
+    """The long-tail claims: balanced and tail accuracy of ``generated tail`` minus ``none``, paired over test images."""
+    from radgazegen.evaluation import longtail
+
+    setup = _longtail(study, configuration)
+    generated, plain = setup.predictions("generated tail"), setup.predictions("none")
+    per_class = [setup.groups[c] for c in setup.classes]
+    metrics = {"balanced accuracy": longtail.balanced_accuracy,
+               "tail accuracy": lambda y, p: longtail.group_accuracy(y, p, per_class).get("tail", float("nan"))}
+    found = []
+    for metric, score in metrics.items():
+        estimate = bootstrap(lambda y, a, b, f=score: f(y, a) - f(y, b), setup.test_y, generated, plain,
+                             n_boot=study.settings.bootstrap, seed=study.preset.seed)  # fmt: skip
+        found.append(Claim("long tail", "generated images of the rare classes raise long-tailed accuracy", metric,
+                           "generated tail", "none", HIGHER, estimate,
+                           f"paired bootstrap over {len(setup.test_y)} test images ({study.settings.bootstrap})"))  # fmt: skip
+    return found
 
 
 def _single_label(cohort, classes: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -216,14 +386,16 @@ def _tail_samples(study: Study, configuration: str, tail: Sequence[str], classes
     return np.concatenate(images), np.concatenate(labels)
 
 
-def adherence_table(study: Study) -> pd.DataFrame:
-    """Adherence of every configuration's samples to all of the generator's controls (the ones it did not get too).
+def adherence_tables(study: Study) -> dict[str, pd.DataFrame]:
+    """Per-image adherence of the real images and of every configuration's samples to all of the generator's controls.
 
-    Findings in generated images are located by a segmenter trained on the phantom's ground-truth
-    masks (real data has none: then by the intensity-outlier rule of :func:`~radgazegen.evaluation.adherence.anomaly_mask`).
+    Each table has one row per (image, control, metric) (:func:`~radgazegen.evaluation.adherence.adherence`),
+    images numbered by conditioning reading, so configurations pair up reading by reading. Findings in
+    generated images are located by a segmenter trained on the phantom's ground-truth masks (real data has
+    none: then by the intensity-outlier rule of :func:`~radgazegen.evaluation.adherence.anomaly_mask`).
     """
     from radgazegen.controls.extract import load_controls
-    from radgazegen.evaluation.adherence import adherence, summarise
+    from radgazegen.evaluation.adherence import adherence
 
     names = list(study.preset.controls)
     registry = study.pipe.registry
@@ -237,7 +409,42 @@ def adherence_table(study: Study) -> pd.DataFrame:
     for configuration in study.configurations:
         _, images = study.samples(configuration.name).first()
         tables[configuration.name] = adherence(images, given, registry, has_finding=has_finding, segmenter=segmenter)
-    return summarise(tables)
+    return tables
+
+
+def adherence_table(study: Study, tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Mean adherence per control and metric (rows) and configuration (columns), ``real`` first."""
+    from radgazegen.evaluation.adherence import summarise
+
+    return summarise(tables if tables is not None else adherence_tables(study))
+
+
+LOWER_IS_BETTER = ("mae", "centroid distance")
+"""Adherence metrics where smaller values mean closer adherence (the others: correlation, F1, SSIM, Dice, share)."""
+
+
+def adherence_claims(study: Study, tables: dict[str, pd.DataFrame]) -> list[Claim]:
+    """Each control's adherence under RadGazeGen minus under SD text only, paired over the conditioning readings.
+
+    The paper's controls are judged in its configuration ``both``, our texture maps in ``both+texture``.
+    """
+    found = []
+    boot, seed = study.settings.bootstrap, study.preset.seed
+    for (control, metric), _ in tables["text"].groupby(["control", "metric"]):
+        configuration = "both+texture" if control.startswith("texture:") else "both"
+        if configuration not in tables:
+            continue
+        pick = [t[(t["control"] == control) & (t["metric"] == metric)].set_index("image")["value"]
+                for t in (tables[configuration], tables["text"])]  # fmt: skip
+        paired = pd.concat(pick, axis=1, keys=["first", "second"]).dropna()
+        if paired.empty:
+            continue
+        differences = (paired["first"] - paired["second"]).to_numpy()
+        found.append(Claim("adherence", f"RadGazeGen follows its {control} control", f"{control} {metric}",
+                           configuration, "text", LOWER if metric in LOWER_IS_BETTER else HIGHER,
+                           bootstrap(np.mean, differences, n_boot=boot, seed=seed),
+                           f"paired bootstrap over {len(differences)} readings ({boot})"))  # fmt: skip
+    return found
 
 
 def finding_segmenter(study: Study):

@@ -1,8 +1,8 @@
 r"""Image-quality metrics for generated chest X-rays: feature distances, structural similarity, text-image agreement.
 
 - :func:`frechet_distance` (FID when the features are Inception's) and :func:`kernel_inception_distance` (KID)
-  of two feature sets, computed in float64;
-- :func:`ssim` and :func:`ms_ssim` per image pair, with torchmetrics' definitions;
+  of two feature sets: torchmetrics' metrics, given the features through ``feature=``;
+- :func:`ssim` and :func:`ms_ssim` per image pair: torchmetrics' functions;
 - feature extractors: any callable mapping ``(n, H, W)`` images in [0, 1] to ``(n, d)`` features
   (:class:`FeatureExtractor`), e.g. :class:`TorchScriptFeatures` for the standard FID Inception-v3 network;
 - :func:`clip_score` with a CLIP model from a local folder, and :func:`finding_agreement`, the offline
@@ -24,87 +24,94 @@ from radgazegen.errors import MissingWeightsError
 from radgazegen.evaluation.stats import auroc
 
 SSIM_WINDOW = 11
-"""Side of the Gaussian window of SSIM (torchmetrics: ``int(3.5 * sigma + 0.5) * 2 + 1`` with sigma 1.5)."""
-SSIM_SIGMA, SSIM_K1, SSIM_K2 = 1.5, 0.01, 0.03
+"""Side of torchmetrics' Gaussian SSIM window (``int(3.5 * sigma + 0.5) * 2 + 1`` with sigma 1.5)."""
 MS_SSIM_BETAS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 """Weights of the five scales of MS-SSIM (Wang et al. 2003), finest first."""
 FID_CALL_KWARGS: Mapping[str, Any] = MappingProxyType({"return_features": True})
 """Keyword arguments with which the FID Inception network (clean-fid / StyleGAN TorchScript) returns its 2048 features."""
 
 
-def gaussian_frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
-    r"""Fréchet distance of two Gaussians, in float64 and never NaN, complex or negative.
+class _FeatureRows(torch.nn.Module):
+    """torchmetrics' ``feature=`` extractor for features computed beforehand: it returns its input rows.
 
-    :math:`d^2 = \lVert\mu_1 - \mu_2\rVert^2 + \operatorname{Tr}\Sigma_1 + \operatorname{Tr}\Sigma_2
-    - 2\operatorname{Tr}(\Sigma_1\Sigma_2)^{1/2}`, with
-    :math:`\operatorname{Tr}(\Sigma_1\Sigma_2)^{1/2} = \sum_i \sqrt{\max(\lambda_i, 0)}`, :math:`\lambda_i` the
-    eigenvalues of the symmetric :math:`A\Sigma_2A`, :math:`A = \Sigma_1^{1/2}` (similar to
-    :math:`\Sigma_1\Sigma_2`). Both square roots use symmetric eigen-decompositions with negative rounding
-    eigenvalues clipped to zero, so singular (rank-deficient) covariances are fine.
+    The feature network (the in-project CXR DenseNet, or the FID Inception) runs once per image; the
+    half-sampling intervals then recompute the distance on many subsets of the same rows.
     """
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    cov1, cov2 = np.atleast_2d(np.asarray(cov1, np.float64)), np.atleast_2d(np.asarray(cov2, np.float64))
-    d = mu1.shape[0]
-    if mu1.shape != (d,) or mu2.shape != (d,) or cov1.shape != (d, d) or cov2.shape != (d, d):
-        raise ValueError(
-            f"means must be (d,) and covariances (d, d) with one d, got {mu1.shape}, {cov1.shape}, {mu2.shape}, {cov2.shape}"
-        )
-    root = _psd_sqrt(cov1)
-    middle = root @ cov2 @ root
-    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)).sum()
-    diff = mu1 - mu2
-    return max(float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * trace_sqrt), 0.0)
 
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = int(num_features)
 
-def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
-    """Symmetric square root of a symmetric positive semi-definite matrix (negative eigenvalues taken as 0)."""
-    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        return rows
 
 
 def frechet_distance(real_features: np.ndarray, fake_features: np.ndarray) -> float:
-    r"""Fréchet distance of Gaussians fitted to two feature sets ``(n, d)``: FID when the features are Inception's.
+    r"""torchmetrics' ``FrechetInceptionDistance`` of two feature sets ``(n, d)``: FID when the features are Inception's.
 
-    Means and unbiased covariances (:math:`n - 1`) in float64, then :func:`gaussian_frechet_distance`.
+    :math:`d^2 = \lVert\mu_r - \mu_f\rVert^2 + \operatorname{Tr}(\Sigma_r + \Sigma_f - 2(\Sigma_r\Sigma_f)^{1/2})`
+    with unbiased covariances, in float64; the features reach the metric through ``feature=`` (see
+    :class:`_FeatureRows`), so the value is torchmetrics' for the network that made them.
     """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     real, fake = _feature_pair(real_features, fake_features, minimum=2)
-    return gaussian_frechet_distance(real.mean(0), np.cov(real, rowvar=False), fake.mean(0), np.cov(fake, rowvar=False))
+    metric = FrechetInceptionDistance(feature=_FeatureRows(real.shape[1]))
+    metric.update(torch.from_numpy(real), real=True)
+    metric.update(torch.from_numpy(fake), real=False)
+    return float(metric.compute())
+
+
+def frechet_from_rows(real: np.ndarray, fake: np.ndarray) -> float:
+    r"""The same Fréchet distance of two row sets ``(n, d)`` (unbiased covariances), through their cross-Gram matrix.
+
+    With centred rows :math:`X` (:math:`n_r \times d`) and :math:`Y` (:math:`n_f \times d`), the nonzero eigenvalues
+    of :math:`\Sigma_r\Sigma_f` are the squared singular values of :math:`XY^\top / \sqrt{(n_r-1)(n_f-1)}`, so
+    :math:`\operatorname{Tr}(\Sigma_r\Sigma_f)^{1/2} = \lVert XY^\top\rVert_* / \sqrt{(n_r-1)(n_f-1)}` exactly:
+    an :math:`n_r \times n_f` SVD instead of a :math:`d \times d` matrix root. Equal to torchmetrics'
+    ``FrechetInceptionDistance`` and frd-score's ``calculate_frechet_distance`` on the same rows (the tests check
+    both); ours because the half-sampling intervals evaluate a hundred subsets per comparison, and their
+    :math:`d \times d` roots (0.3 s for torchmetrics at d = 368, 8 s for scipy's ``sqrtm`` at d = 398 on two
+    cores) would cost the ``cpu`` book many minutes. Rows with a NaN are dropped. Float64.
+    """
+    x, y = (np.asarray(rows, np.float64) for rows in (real, fake))
+    x, y = x[~np.isnan(x).any(1)], y[~np.isnan(y).any(1)]
+    if len(x) < 2 or len(y) < 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"need two row sets of one width with at least 2 rows each, got {x.shape} and {y.shape}")
+    mean_x, mean_y = x.mean(0), y.mean(0)
+    x, y = x - mean_x, y - mean_y
+    scale = np.sqrt((len(x) - 1) * (len(y) - 1))
+    trace_root = np.linalg.svd(x @ y.T, compute_uv=False).sum() / scale
+    traces = (x * x).sum() / (len(x) - 1) + (y * y).sum() / (len(y) - 1)
+    return float(((mean_x - mean_y) ** 2).sum() + traces - 2 * trace_root)
 
 
 def kernel_inception_distance(
     real_features: np.ndarray, fake_features: np.ndarray, subset_size: int = 1000, subsets: int = 100, seed: int = 0
 ) -> tuple[float, float]:
-    r"""KID as torchmetrics defines it: mean and standard deviation over random subsets of the unbiased MMD².
+    r"""torchmetrics' ``KernelInceptionDistance``: mean and standard deviation of the unbiased MMD² over random subsets.
 
-    Kernel :math:`k(x, y) = (x^\top y / d + 1)^3`. Each subset takes :math:`m = \min(\text{subset\_size},
-    n_\text{real}, n_\text{fake})` rows of each set without replacement (``torch.randperm`` of the real set,
-    then of the fake set, from a generator seeded with ``seed``: the subsets torchmetrics draws after
-    ``torch.manual_seed(seed)``) and scores
-
-    .. math:: \frac{1}{m(m-1)}\sum_{i\ne j}\bigl(k(x_i, x_j) + k(y_i, y_j)\bigr) - \frac{2}{m^2}\sum_{i,j}k(x_i, y_j).
-
-    The standard deviation is the population one (torchmetrics' ``std(unbiased=False)``). Computed in float64.
+    Kernel :math:`k(x, y) = (x^\top y / d + 1)^3`; each of ``subsets`` subsets draws ``subset_size`` rows of
+    each set without replacement (``torch.randperm``, seeded with ``seed`` in a forked RNG). ``subset_size``
+    must not exceed either set (torchmetrics' rule); choose it below both, or every subset is a permutation
+    of the whole set and the standard deviation is 0. Computed in float64.
     """
+    from torchmetrics.image.kid import KernelInceptionDistance
+
     real, fake = _feature_pair(real_features, fake_features, minimum=2)
     if isinstance(subset_size, bool) or not isinstance(subset_size, int) or subset_size < 2:
         raise ValueError(f"subset_size must be an integer >= 2, got {subset_size!r}")
+    if subset_size > min(len(real), len(fake)):
+        raise ValueError(f"subset_size {subset_size} exceeds a set ({len(real)} real, {len(fake)} generated rows)")
     if isinstance(subsets, bool) or not isinstance(subsets, int) or subsets < 1:
         raise ValueError(f"subsets must be a positive integer, got {subsets!r}")
-    m = min(subset_size, len(real), len(fake))
-    gamma = 1.0 / real.shape[1]
-    k_rr, k_ff, k_rf = ((a @ b.T * gamma + 1.0) ** 3 for a, b in ((real, real), (fake, fake), (real, fake)))
-    generator = torch.Generator().manual_seed(seed)
-    scores = []
-    for _ in range(subsets):
-        r = torch.randperm(len(real), generator=generator)[:m].numpy()
-        f = torch.randperm(len(fake), generator=generator)[:m].numpy()
-        same = _off_diagonal_sum(k_rr[np.ix_(r, r)]) + _off_diagonal_sum(k_ff[np.ix_(f, f)])
-        scores.append(same / (m * (m - 1)) - 2.0 * k_rf[np.ix_(r, f)].sum() / m**2)
-    return float(np.mean(scores)), float(np.std(scores))
-
-
-def _off_diagonal_sum(matrix: np.ndarray) -> float:
-    return float(matrix.sum() - np.trace(matrix))
+    metric = KernelInceptionDistance(feature=_FeatureRows(real.shape[1]), subsets=subsets, subset_size=subset_size)
+    metric.update(torch.from_numpy(real), real=True)
+    metric.update(torch.from_numpy(fake), real=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return float(mean), float(std)
 
 
 def _feature_pair(real: np.ndarray, fake: np.ndarray, minimum: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,16 +132,17 @@ def _feature_pair(real: np.ndarray, fake: np.ndarray, minimum: int) -> tuple[np.
 
 
 def ssim(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, data_range: float = 1.0) -> np.ndarray:
-    r"""SSIM of each image pair, as torchmetrics' ``structural_similarity_index_measure(reduction="none")``.
+    r"""SSIM of each image pair: torchmetrics' ``structural_similarity_index_measure(reduction="none")``.
 
-    Images ``(n, H, W)`` or ``(n, 1, H, W)``, at least 11 px a side. Local statistics use an 11 x 11 Gaussian
-    window (:math:`\sigma = 1.5`) on the image reflect-padded by 5 px;
+    Images ``(n, H, W)`` or ``(n, 1, H, W)``, at least 11 px a side, in float64. An 11 x 11 Gaussian window
+    (:math:`\sigma = 1.5`) gives
     :math:`\text{SSIM} = \frac{(2\mu_a\mu_b + C_1)(2\sigma_{ab} + C_2)}{(\mu_a^2 + \mu_b^2 + C_1)(\sigma_a^2 + \sigma_b^2 + C_2)}`
-    with :math:`C_i = (k_i L)^2`, :math:`k_1 = 0.01`, :math:`k_2 = 0.03`, :math:`L` = ``data_range``, averaged
-    over all pixels. Computed in float64.
+    with :math:`C_i = (k_i L)^2`, :math:`k_1 = 0.01`, :math:`k_2 = 0.03`, :math:`L` = ``data_range``.
     """
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     x, y = _image_pair(a, b, data_range)
-    return _similarity_and_contrast(x, y, data_range)[0].numpy()
+    return structural_similarity_index_measure(x, y, data_range=data_range, reduction="none").numpy()
 
 
 def ms_ssim(
@@ -143,18 +151,18 @@ def ms_ssim(
     data_range: float = 1.0,
     betas: Sequence[float] | None = None,
 ) -> np.ndarray:
-    r"""Multi-scale SSIM of each image pair, as torchmetrics' ``multiscale_structural_similarity_index_measure``.
+    r"""Multi-scale SSIM of each image pair: torchmetrics' ``multiscale_structural_similarity_index_measure``.
 
     :math:`\prod_{s < S-1} \mathrm{relu}(cs_s)^{\beta_s} \cdot \mathrm{relu}(\text{SSIM}_{S-1})^{\beta_{S-1}}`
-    over :math:`S` = ``len(betas)`` scales, each 2 x 2 average-pooled from the previous one; :math:`cs_s`
-    is the contrast-structure term :math:`\frac{2\sigma_{ab} + C_2}{\sigma_a^2 + \sigma_b^2 + C_2}` averaged
-    away from the 5 px reflected border, the relu is torchmetrics' default ``normalize="relu"``.
+    over :math:`S` = ``len(betas)`` scales, each 2 x 2 average-pooled from the previous one.
 
-    Every scale must be at least 11 px a side (the window), so the five standard betas
-    (:data:`MS_SSIM_BETAS`) need images of 176 px. With ``betas=None`` images that large get the standard
-    five; smaller ones get the leading standard betas for as many scales as fit (2 for 22-43 px, 3 for
-    44-87 px, 4 for 88-175 px), renormalised to sum 1. Explicit ``betas`` are used as given.
+    The five standard betas (:data:`MS_SSIM_BETAS`) need images of 176 px. With ``betas=None`` images that
+    large get them; smaller ones get the leading standard betas for as many scales as fit the 11 px window
+    (2 for 22-43 px, 3 for 44-87 px, 4 for 88-175 px), renormalised to sum 1 (our choice: torchmetrics
+    refuses images too small for its betas). Explicit ``betas`` are used as given.
     """
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure
+
     x, y = _image_pair(a, b, data_range)
     fitting = (min(x.shape[-2:]) // SSIM_WINDOW).bit_length()  # scales s with min(H, W) // 2**s >= the window
     if betas is None:
@@ -169,15 +177,9 @@ def ms_ssim(
                 f"{len(weights)} scales need images of at least {SSIM_WINDOW * 2 ** (len(weights) - 1)} px a side, "
                 f"got {tuple(x.shape[-2:])}"
             )
-    terms = []
-    for scale in range(len(weights)):
-        if scale:
-            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-        similarity, contrast = _similarity_and_contrast(x, y, data_range)
-        terms.append(contrast)
-    terms[-1] = similarity
-    stacked = torch.relu(torch.stack(terms))
-    return torch.prod(stacked ** torch.as_tensor(weights)[:, None], 0).numpy()
+    return multiscale_structural_similarity_index_measure(
+        x, y, data_range=data_range, betas=tuple(weights), reduction="none"  # numpy floats: float64 weights
+    ).numpy()
 
 
 def _image_pair(
@@ -200,27 +202,6 @@ def _image_pair(
     if min(pair[0].shape[-2:]) < SSIM_WINDOW:
         raise ValueError(f"images must be at least {SSIM_WINDOW} px a side, got {tuple(pair[0].shape[-2:])}")
     return pair[0], pair[1]
-
-
-def _similarity_and_contrast(x: torch.Tensor, y: torch.Tensor, data_range: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per pair: SSIM averaged over the whole image, contrast-structure term averaged inside the padding border.
-
-    The Gaussian window is applied as two 1-D convolutions (it is separable), equal to torchmetrics' 2-D one up to rounding.
-    """
-    pad = SSIM_WINDOW // 2
-    offsets = torch.arange(SSIM_WINDOW, dtype=torch.float64) - pad
-    gauss = torch.exp(-((offsets / SSIM_SIGMA) ** 2) / 2)
-    gauss = gauss / gauss.sum()
-    padded = torch.cat([F.pad(t, (pad, pad, pad, pad), mode="reflect") for t in (x, y, x * x, y * y, x * y)])
-    mu_x, mu_y, xx, yy, xy = F.conv2d(F.conv2d(padded, gauss.view(1, 1, -1, 1)), gauss.view(1, 1, 1, -1)).split(len(x))
-    var_x = torch.clamp(xx - mu_x**2, min=0.0)
-    var_y = torch.clamp(yy - mu_y**2, min=0.0)
-    cov = xy - mu_x * mu_y
-    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
-    contrast = (2 * cov + c2) / (var_x + var_y + c2)
-    similarity = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * contrast
-    inner = contrast[..., pad:-pad, pad:-pad]
-    return similarity.flatten(1).mean(1), inner.flatten(1).mean(1)
 
 
 class FeatureExtractor(Protocol):
@@ -294,6 +275,11 @@ def clip_score(images: np.ndarray, prompts: Sequence[str], clip_dir: str | Path,
     (``save_pretrained``); nothing is downloaded. Grey images ``(n, H, W)`` in [0, 1] are given to the
     processor as 8-bit RGB tensors ``(3, H, W)`` (values rounded to 0-255, channels repeated), as
     torchmetrics passes image tensors; prompts longer than the text model's positions are truncated.
+
+    Our own rather than torchmetrics' ``CLIPScore`` (1.9), whose definition it follows and which the tests
+    check it against on short prompts: that one cannot read transformers-5 feature outputs (model outputs,
+    not tensors), and it shortens long prompts by slicing the token ids, which drops the end-of-text token
+    whose state CLIP pools; radiology reports are routinely longer than CLIP's 77 positions.
     """
     array = np.asarray(images, np.float64)
     if array.ndim != 3:

@@ -43,12 +43,43 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def _quality(table: pd.DataFrame) -> pd.DataFrame:
-    columns = [c for c in ("FRD", "FID (CXR)", "KID (CXR)", "MS-SSIM", "SSIM to real", "agreement AUROC",
-                           "FID (Inception)", "CLIP score") if c in table.columns]  # fmt: skip
-    shown = pd.DataFrame({c: [_interval(row, c) for _, row in table.iterrows()] for c in columns},
+    columns = [c for c in ("FRD", "FRD (torch, Original)", "FID (CXR)", "KID (CXR)", "MS-SSIM", "SSIM to real",
+                           "agreement AUROC", "FID (Inception)", "CLIP score") if c in table.columns]  # fmt: skip
+    shown = pd.DataFrame({c: [_kid(row) if c == "KID (CXR)" else _interval(row, c) for _, row in table.iterrows()]
+                          for c in columns},
                          index=table["label"].fillna(pd.Series(table.index, index=table.index)))  # fmt: skip
     shown.index.name = "samples"
     return shown
+
+
+def _kid(row: pd.Series) -> str:
+    """KID as ``mean ± std`` over its subsets."""
+    std = row.get("KID (CXR) std")
+    return _cell(row["KID (CXR)"]) if std is None or pd.isna(std) else f"{_cell(row['KID (CXR)'])} ± {_cell(std)}"
+
+
+CLAIMS_FILES = ("claims_quality", "claims_classification", "claims_longtail", "claims_adherence")
+"""The claims each chapter saves (05, 06, 07, 08), in the order the results page lists them."""
+
+
+def claims_table(run_dir: str | Path) -> pd.DataFrame | None:
+    """Every claim the run's chapters decided (:func:`radgazegen.evaluation.claims.claims_frame` rows), or ``None``."""
+    parts = [pd.read_csv(path, index_col=0) for name in CLAIMS_FILES if (path := Path(run_dir) / "metrics" / f"{name}.csv").is_file()]
+    return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def _claims(table: pd.DataFrame) -> pd.DataFrame:
+    shown = pd.DataFrame({
+        "claim (paper)": table["claim"],
+        "metric": table["metric"],
+        "paired difference": table["comparison"],
+        "estimate [95% interval]": [f"{r['difference']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]"
+                                    if pd.notna(r["low"]) else f"{r['difference']:+.3f}" for _, r in table.iterrows()],
+        "better": table["better"],
+        "verdict": [f"**{v}**" for v in table["verdict"]],
+        "interval": table["interval"],
+    })  # fmt: skip
+    return shown.set_index("claim (paper)")
 
 
 def _classification(table: pd.DataFrame) -> pd.DataFrame:
@@ -81,7 +112,15 @@ def results_tables(run_dir: str | Path) -> str:
     preset = next(
         (entry.get("preset") for entry in manifest.get("metrics", {}).values() if isinstance(entry, dict)), "?"
     )
-    parts = [f"Run `{run_dir.name}` (preset **{preset}**), rendered from the run's `metrics/*.csv` files.\n"]
+    parts = [f"Run `{run_dir.name}` (preset **{preset}**), rendered from the run's `metrics/*.csv` files.\n",
+             "### The paper's claims, decided by paired differences\n"]
+    claims = claims_table(run_dir)
+    if claims is None:
+        parts.append("*No claim decided yet: run chapters 5-8.*\n")
+    else:
+        counts = claims["verdict"].value_counts()
+        parts.append(", ".join(f"{counts[v]} {v}" for v in counts.index) + f" of {len(claims)} claims.\n")
+        parts.append(markdown_table(_claims(claims)) + "\n")
     for name, index_columns, chapter, heading, show in SECTIONS:
         parts.append(f"### {heading} (chapter {chapter})\n")
         path = run_dir / "metrics" / f"{name}.csv"

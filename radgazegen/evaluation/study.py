@@ -179,8 +179,24 @@ class Study:
 
     @cached_property
     def reference_classifier(self):
-        """The classifier trained on real images only: arm ``real`` of chapter 06, and the CXR feature extractor."""
+        """The classifier trained on every real training image: arm ``real`` of chapter 06 and chapter 09's subject."""
         return self.classifier("real", self.train.images, self.train.labels)
+
+    @cached_property
+    def feature_cohort(self) -> Cohort:
+        """The training readings that condition no sample: the FID feature network's data, disjoint from every
+        reference set of chapter 05 (the conditioning readings' real images and the held-out test images)."""
+        used = {case.id for case in self.conditions}
+        rows = [k for k, i in enumerate(self.train.ids) if i not in used]
+        if len(rows) < 2:
+            raise ValueError(f"{len(self.train)} training readings, {len(used)} of them conditioning samples: "
+                             "too few left to train the FID feature network on (lower evaluation.conditions)")  # fmt: skip
+        return self.train.subset(rows)
+
+    @cached_property
+    def feature_classifier(self):
+        """The FID / KID (CXR) feature network: the classifier trained on :attr:`feature_cohort` only."""
+        return self.classifier("features", self.feature_cohort.images, self.feature_cohort.labels)
 
     def generated_training_set(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Every sample of a configuration, labelled with the findings of the reading that prompted it."""

@@ -18,6 +18,7 @@ Folder layout (``save_pretrained`` / ``from_pretrained``, safetensors only)::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -128,6 +129,31 @@ class RadGazeGenPipeline:
     def dtype(self) -> torch.dtype:
         return self.unet.dtype
 
+    def digest(self, mode: str, controls: Sequence[str]) -> str:
+        """SHA-256 of what sampling ``controls`` in ``mode`` depends on: every weight it uses, the registry, the sizes.
+
+        The UNet, text encoder and VAE, plus the ControlNets of ``controls`` (``multi``) or the fused one;
+        the registry's settings and scalings; image size and prompt length. Retraining into the same folder
+        changes it, so a cache keyed on it (the sample bank) never serves images of older weights.
+        """
+        sha = hashlib.sha256()
+        networks = {"unet": self.unet, "text_encoder": self.text_encoder, "vae": self.vae}
+        if controls and mode == FUSED:
+            networks[FUSED] = self.fused
+        elif controls:
+            networks |= {f"controlnet:{name}": self.controlnets.get(name) for name in controls}
+        for name, network in networks.items():
+            sha.update(name.encode())
+            if network is None:
+                continue
+            for key, tensor in network.state_dict().items():
+                sha.update(key.encode())
+                sha.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        about = {"mode": mode, "controls": list(controls), "registry": self.registry.to_dict(),
+                 "image_size": self.image_size, "max_prompt_tokens": self.max_prompt_tokens}  # fmt: skip
+        sha.update(json.dumps(about, sort_keys=True, default=str).encode())
+        return sha.hexdigest()
+
     def set_scheduler(self, name: str) -> None:
         """Switch the sampler: ``"unipc"`` (default, the paper's), ``"ddim"`` or ``"dpm"`` (DPM-Solver++)."""
         self.scheduler = _scheduler(name, self.scheduler.config)
@@ -161,7 +187,8 @@ class RadGazeGenPipeline:
 
         ``controls=None`` or ``{}`` samples from text alone. ``control_scales`` and the guidance
         window (fractions of the steps during which a control acts) are one value or one per
-        control. In ``fused`` mode a control's scale multiplies its input channel and a missing
+        control; as in diffusers, a control acts at step ``i`` of ``n`` unless ``i / n < start`` or
+        ``(i + 1) / n > end``. In ``fused`` mode a control's scale multiplies its input channel and a missing
         control is an all-zero channel. ``generator`` may be one per image (then an image does not
         depend on the batch it is sampled in).
         """
@@ -185,7 +212,7 @@ class RadGazeGenPipeline:
         for index, t in enumerate(tqdm(self.scheduler.timesteps, desc="sampling", leave=False, disable=not progress)):
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
-            down, mid = self._residuals(model_input, t, states, conditioning, mode, guided, index / steps,
+            down, mid = self._residuals(model_input, t, states, conditioning, mode, guided, index, steps,
                                         control_scales, control_guidance_start, control_guidance_end)  # fmt: skip
             noise = self.unet(model_input, t, encoder_hidden_states=states, down_block_additional_residuals=down,
                               mid_block_additional_residual=mid).sample  # fmt: skip
@@ -233,9 +260,9 @@ class RadGazeGenPipeline:
             checked[name] = array.expand(n, *expected)[:, None].to(self.device, self.dtype)
         return checked
 
-    def _residuals(self, sample, t, states, conditioning, mode, guided, fraction, scales, starts, ends):
+    def _residuals(self, sample, t, states, conditioning, mode, guided, index, steps, scales, starts, ends):
         """Summed ControlNet residuals for this step (``(None, None)`` when no control acts)."""
-        active = {name: _value(scales, name, 1.0) * (_value(starts, name, 0.0) <= fraction < _value(ends, name, 1.0))
+        active = {name: _value(scales, name, 1.0) * _keep(index, steps, _value(starts, name, 0.0), _value(ends, name, 1.0))
                   for name in conditioning}  # fmt: skip
         if not any(active.values()):
             return None, None
@@ -381,6 +408,12 @@ def _initial_noise(
     if len(generator) != shape[0]:
         raise ValueError(f"{len(generator)} generators for {shape[0]} images")
     return torch.cat([torch.randn((1, *shape[1:]), generator=g, dtype=torch.float32) for g in generator])
+
+
+def _keep(index: int, steps: int, start: float, end: float) -> float:
+    """1 while a control acts at step ``index`` of ``steps``, else 0: diffusers' ``controlnet_keep`` rule,
+    ``1 - (index / steps < start or (index + 1) / steps > end)``."""
+    return 1.0 - float(index / steps < start or (index + 1) / steps > end)
 
 
 def _value(values: PerControl, name: str, default: float) -> float:

@@ -1,0 +1,199 @@
+"""The evaluation protocols, one test per table on a tiny study (smoke preset), and the claims they decide.
+
+Also the regressions of the evaluation review: KID's spread, the FID feature network's data, set-distance
+intervals that contain their value, the sample bank's key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from radgazegen.data.phantom import generate_phantom
+from radgazegen.data.reflacx import ReflacxDataset
+from radgazegen.evaluation import bank, protocols
+from radgazegen.evaluation.claims import COLUMNS, HIGHER, LOWER, NOT_SUPPORTED, SUPPORTED, UNDECIDED, verdict
+from radgazegen.evaluation.quality import frechet_from_rows
+from radgazegen.evaluation.results import results_tables
+from radgazegen.evaluation.stats import Estimate, bootstrap, half_sample
+from radgazegen.evaluation.study import Study
+from radgazegen.models.train import train
+from radgazegen.presets import get_preset
+
+SMOKE = get_preset("smoke")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
+    root = tmp_path_factory.mktemp("protocols")
+    dataset = ReflacxDataset(generate_phantom(root / "reflacx", n=16, seed=5, size=(192, 160), progress=False))
+    run_dir = root / "run"
+    train(SMOKE, run_dir, "base", dataset, progress=False)
+    train(SMOKE, run_dir, "controlnet", dataset, controls=["canny", "gaze"], progress=False)
+    return Study(SMOKE, run_dir, dataset, progress=False)
+
+
+@pytest.fixture(scope="module")
+def quality(study: Study) -> protocols.QualityEvaluation:
+    return protocols.QualityEvaluation(study)
+
+
+def _check_claims(claims, protocol: str) -> pd.DataFrame:
+    from radgazegen.evaluation.claims import claims_frame
+
+    frame = claims_frame(claims)
+    assert list(frame.columns) == list(COLUMNS) and len(frame) and set(frame["protocol"]) <= {protocol, "ablation"}
+    assert set(frame["verdict"]) <= {SUPPORTED, NOT_SUPPORTED, UNDECIDED}
+    finite = frame.dropna(subset=["low", "high"])
+    assert (finite["low"] <= finite["high"]).all()
+    for claim in claims:
+        assert claim.sentence().startswith(claim.verdict) and claim.metric in claim.sentence()
+    return frame
+
+
+# --- statistics ---------------------------------------------------------------------------------------------------
+
+
+def test_verdicts_follow_the_interval_and_the_claimed_side() -> None:
+    assert verdict(Estimate(-1.0, -2.0, -0.5, 10), LOWER) == SUPPORTED
+    assert verdict(Estimate(-1.0, -2.0, -0.5, 10), HIGHER) == NOT_SUPPORTED
+    assert verdict(Estimate(0.1, -0.2, 0.4, 10), HIGHER) == UNDECIDED
+    assert verdict(Estimate(0.1, float("nan"), float("nan"), 2), HIGHER) == UNDECIDED
+    with pytest.raises(ValueError, match="better"):
+        verdict(Estimate(0.0, 0.0, 0.0, 1), "bigger")
+
+
+def test_half_sampling_interval_of_a_set_distance_contains_it_where_the_bootstrap_does_not() -> None:
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(40, 30)), rng.normal(0.1, 1.0, size=(40, 30))
+    half = half_sample(lambda rows: frechet_from_rows(real, fake[rows]), len(fake), n_rep=200)
+    assert half.low < half.value < half.high
+    boot = bootstrap(lambda rows: frechet_from_rows(real, fake[rows]), np.arange(len(fake)), n_boot=200)
+    assert boot.low > boot.value  # repeated images inflate a set distance: the defect half-sampling removes
+    mean = half_sample(lambda rows: float(fake[rows, 0].mean()), len(fake), n_rep=2000, seed=1)
+    se = fake[:, 0].std(ddof=1) / np.sqrt(len(fake))  # for a mean the interval is the usual one
+    assert (mean.high - mean.low) == pytest.approx(2 * 1.96 * se, rel=0.15)
+    assert np.isnan(half_sample(np.mean, 3).low)
+
+
+# --- the tables ---------------------------------------------------------------------------------------------------
+
+
+def test_quality_table_kid_spread_intervals_and_claims(study: Study, quality: protocols.QualityEvaluation) -> None:
+    table = quality.table()
+    assert list(table.index) == [protocols.REAL, *[c.name for c in study.configurations]]
+    for column in ("FRD", "FRD (torch, Original)", "FID (CXR)"):
+        assert (table[f"{column} low"] <= table[column]).all() and (table[column] <= table[f"{column} high"]).all()
+    assert (table["KID (CXR) std"] > 0).all()  # subsets are half of each set, not permutations of it
+    assert table.loc["both", "images"] == len(study.conditions)
+    frame = _check_claims(quality.claims(), "quality")
+    both_text = frame[frame["comparison"] == "both − text"].set_index("metric")
+    assert set(both_text.index) == {"FRD", "FID (CXR)", "SSIM to real", "MS-SSIM"}
+    expected = table.loc["both", "FRD"] - table.loc["text", "FRD"]
+    assert both_text.loc["FRD", "difference"] == pytest.approx(expected, rel=1e-9)
+    assert {"both − rad", "both − gaze"} <= set(frame["comparison"])
+
+
+def test_headline_frd_is_frd_score_v1_on_the_same_images(study: Study, quality: protocols.QualityEvaluation,
+                                                         tmp_path: Path) -> None:  # fmt: skip
+    import contextlib
+    import io
+
+    from frd_score import compute_frd
+
+    from radgazegen.data.images import save_png16
+
+    for name, images in (("real", study.condition_cohort.images), ("fake", quality.sets["both"].images)):
+        for k, image in enumerate(images):
+            save_png16(tmp_path / name / f"{k:03d}.png", image)
+    with contextlib.redirect_stdout(io.StringIO()):
+        expected = compute_frd([str(tmp_path / "real"), str(tmp_path / "fake")], frd_version="v1", num_workers=1)
+    assert quality.distance("FRD", "both") == pytest.approx(expected, rel=1e-6)
+
+
+def test_fid_feature_network_never_saw_a_reference_image(study: Study, quality: protocols.QualityEvaluation) -> None:
+    trained_on = set(study.feature_cohort.ids)
+    assert trained_on and not trained_on & {case.id for case in study.conditions}
+    held_out = {image.tobytes() for image in study.test.images}  # the phantom test cohort reuses reading ids
+    assert not held_out & {image.tobytes() for image in study.feature_cohort.images}
+    stamp = json.loads((study.run_dir / "classifiers" / "features" / "training.json").read_text())
+    assert stamp["images"] == len(study.feature_cohort)
+    features = study.feature_classifier.features(study.condition_cohort.images)
+    np.testing.assert_allclose(quality.reference_rows["FID (CXR)"], features, rtol=1e-6)
+
+
+def test_classification_table_and_claim(study: Study) -> None:
+    table = protocols.classification_table(study)
+    assert set(table.index.get_level_values("arm")) == {"real", "real + generated", "generated only"}
+    frame = _check_claims(protocols.classification_claims(study), "classification")
+    means = table.xs("mean", level="finding")["auroc"]
+    assert frame.loc[0, "difference"] == pytest.approx(means["real + generated"] - means["real"], abs=1e-12)
+
+
+def test_longtail_table_and_claims(study: Study) -> None:
+    table, groups = protocols.longtail_table(study)
+    assert set(table.index.get_level_values("arm")) == {"none", "class-balanced loss", "generated tail"}
+    assert set(groups["group"]) <= {"head", "medium", "tail"}
+    frame = _check_claims(protocols.longtail_claims(study), "long tail")
+    assert list(frame["metric"]) == ["balanced accuracy", "tail accuracy"]
+    balanced = table.xs("balanced", level="metric")["accuracy"]
+    assert frame.loc[0, "difference"] == pytest.approx(balanced["generated tail"] - balanced["none"], abs=1e-12)
+
+
+def test_adherence_and_ablation_tables_and_claims(study: Study, quality: protocols.QualityEvaluation) -> None:
+    tables = protocols.adherence_tables(study)
+    summary = protocols.adherence_table(study, tables)
+    assert protocols.REAL in summary.columns and "both" in summary.columns
+    assert ("canny", "correlation") in summary.index and ("gaze", "finding share") in summary.index
+    frame = _check_claims(protocols.adherence_claims(study, tables), "adherence")
+    better = frame.set_index("metric")["better"]
+    assert better["canny correlation"] == HIGHER
+    assert better.get("gaze centroid distance", LOWER) == LOWER  # NaN when the 1-epoch segmenter finds nothing
+    correlation = frame.set_index("metric").loc["canny correlation", "difference"]
+    assert correlation == pytest.approx(summary.loc[("canny", "correlation"), "both"]
+                                        - summary.loc[("canny", "correlation"), "text"], abs=1e-9)  # fmt: skip
+    ablation = protocols.ablation_table(study, quality.table(), summary)
+    assert list(ablation.index) == [c.name for c in study.configurations]
+    assert np.isfinite(ablation["AUROC real + generated"]).all()
+
+
+def test_attribution_table(study: Study) -> None:
+    table, maps = protocols.attribution_table(study, method="grad-cam")
+    assert set(table["images"]) == {"real", "generated"} and {"nss", "cc", "auc_judd"} <= set(table.columns)
+    assert maps["generated"][0].shape[0] == len(study.conditions)
+
+
+def test_results_page_leads_with_the_claims(study: Study, quality: protocols.QualityEvaluation) -> None:
+    from radgazegen.evaluation.claims import claims_frame
+
+    study.save_table("claims_quality", claims_frame(quality.claims()))
+    text = results_tables(study.run_dir)
+    assert text.index("The paper's claims") < text.index("Quality and diversity")
+    assert "| RadGazeGen (Rad-CN + HVA-CN) is closer to real images than SD text only | FRD | both − text |" in text
+
+
+# --- the sample bank's key ----------------------------------------------------------------------------------------
+
+
+def test_retrained_weights_in_the_same_folder_are_sampled_afresh(study: Study, tmp_path: Path) -> None:
+    pipe = study.pipe
+    configuration = study.configuration("both")
+    cases = study.conditions[:2]
+    first = bank.generate(pipe, configuration, cases, study.run_dir, SMOKE, folder=tmp_path, progress=False)
+    text_key = pipe.digest("text", ())
+    with torch.no_grad():
+        for parameter in pipe.controlnets["gaze"].parameters():
+            parameter.add_(0.05)  # "retrained" in place: same folder, other weights
+    try:
+        assert pipe.digest("text", ()) == text_key  # the text-only samples do not depend on a ControlNet
+        again = bank.generate(pipe, configuration, cases, study.run_dir, SMOKE, folder=tmp_path, progress=False)
+        assert np.abs(again.images - first.images).max() > 1e-4
+    finally:
+        with torch.no_grad():
+            for parameter in pipe.controlnets["gaze"].parameters():
+                parameter.sub_(0.05)
