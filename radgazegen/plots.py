@@ -211,6 +211,10 @@ def claims_plot(claims: pd.DataFrame) -> plt.Figure:
     ``claims``: the table of :func:`radgazegen.evaluation.claims.claims_frame`. The shaded side of 0 is the side
     the paper claims (``better``: lower or higher).
     """
+    if claims.empty:
+        figure = plt.figure(figsize=(7.5, 0.8))
+        figure.text(0.5, 0.5, "no claim could be decided (no paired readings)", ha="center", va="center")
+        return figure
     figure, axes = plt.subplots(len(claims), 1, figsize=(7.5, 0.55 * len(claims) + 0.6), squeeze=False)
     for ax, (_, row) in zip(axes[:, 0], claims.iterrows(), strict=True):
         colour = VERDICT_COLOURS.get(row["verdict"], "tab:gray")
