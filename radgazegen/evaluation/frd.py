@@ -229,7 +229,7 @@ def frd_v1_features(images: np.ndarray | Sequence[np.ndarray], *, num_workers: i
     Its published defaults: ``Original``, LoG (sigma 2-5 mm) and wavelet images, resampled to 2 x 2 mm,
     the v1 YAML's feature classes. Images are written as 16-bit PNGs (as :func:`~radgazegen.data.images.save_png16`
     writes the sample bank) to a temporary folder and read by frd-score (``compute_features``) in
-    ``num_workers`` processes (default: every core). An image frd-score cannot extract is an error naming it.
+    ``num_workers`` processes (default: every core). An image frd-score cannot extract is an error.
     """
     import logging
     import os
@@ -253,8 +253,9 @@ def frd_v1_features(images: np.ndarray | Sequence[np.ndarray], *, num_workers: i
         extractor = get_feature_extractor(frd_version="v1", image_dim=2)
         results = compute_features(files, extractor, num_workers=num_workers or os.cpu_count() or 1,
                                    frd_version="v1")[1]  # fmt: skip
-    if len(results) != len(files):
-        raise DataFormatError(Path(folder), f"frd-score extracted {len(results)} of {len(files)} images")
+    if len(results) != len(files):  # frd-score skips an image it cannot extract (with a logged warning)
+        raise ValueError(f"frd-score extracted features of only {len(results)} of {len(files)} images; "
+                         "the rows would no longer match the readings")  # fmt: skip
     return np.array([list(row.values()) for row in results], np.float64)
 
 

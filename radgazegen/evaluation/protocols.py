@@ -99,22 +99,23 @@ class QualityEvaluation:
             self.sets[configuration.name] = found
         self.sets[REAL].diversity = quality.ms_ssim(*_real_pairs(held.images, settings.diversity_pairs, study.preset.seed))
         bar = tqdm(total=len(self.sets) + 1, desc="quality features", unit="set", disable=not study.progress)
-        v1 = [frd.frd_v1_features(s.images) for s in self.sets.values()]
         v1_reference = frd.frd_v1_features(reference.images)
-        self.frd_v1 = {name: frd.frd_v1_distance(v1_reference, table) for name, table in zip(self.sets, v1, strict=True)}
-        v1_reference_rows, zscores = frd.frd_v1_zscores(v1_reference, v1)
-        torch_reference = frd.radiomic_features(reference.images)
-        for (name, found), z in zip(self.sets.items(), zscores, strict=True):
-            found.rows["FRD"] = z
+        self.reference_rows = {"FRD (torch, Original)": frd.radiomic_features(reference.images),
+                               **{column: extract(reference.images) for column, extract in extractors.items()}}  # fmt: skip
+        bar.update()
+        v1 = []
+        for found in self.sets.values():
+            v1.append(frd.frd_v1_features(found.images))
             found.rows["FRD (torch, Original)"] = frd.radiomic_features(found.images)
             for column, extract in extractors.items():
                 found.rows[column] = extract(found.images)
             found.predicted = study.reference_classifier.predict(found.images)
             bar.update()
-        self.reference_rows = {"FRD": v1_reference_rows, "FRD (torch, Original)": torch_reference,
-                               **{column: extract(reference.images) for column, extract in extractors.items()}}  # fmt: skip
-        bar.update()
         bar.close()
+        self.frd_v1 = {name: frd.frd_v1_distance(v1_reference, table) for name, table in zip(self.sets, v1, strict=True)}
+        self.reference_rows["FRD"], zscores = frd.frd_v1_zscores(v1_reference, v1)
+        for found, z in zip(self.sets.values(), zscores, strict=True):
+            found.rows["FRD"] = z
 
     # -- set distances ------------------------------------------------------------------------------
     def distance(self, column: str, name: str, rows: np.ndarray | None = None) -> float:
