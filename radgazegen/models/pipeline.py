@@ -148,7 +148,7 @@ class RadGazeGenPipeline:
                 continue
             for key, tensor in network.state_dict().items():
                 sha.update(key.encode())
-                sha.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+                sha.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
         about = {"mode": mode, "controls": list(controls), "registry": self.registry.to_dict(),
                  "image_size": self.image_size, "max_prompt_tokens": self.max_prompt_tokens}  # fmt: skip
         sha.update(json.dumps(about, sort_keys=True, default=str).encode())
