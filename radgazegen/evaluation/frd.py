@@ -259,10 +259,10 @@ def frd_v1_features(images: np.ndarray | Sequence[np.ndarray], *, num_workers: i
     return np.array([list(row.values()) for row in results], np.float64)
 
 
-def frd_v1_zscores(real: np.ndarray, fakes: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """frd-score's v1 z-scores of the real table and of each generated table, the columns kept for all of them.
+def frd_zscores(real: np.ndarray, fakes: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """frd-score's v1 z-scores of a real feature table and of each generated one, the columns kept for all of them.
 
-    As :func:`frd_v1_distance` (float32, z-scored by the real set's rows without NaN, columns with a NaN or
+    For either feature set (:func:`frd_v1_features` or :func:`radiomic_features`). As :func:`frd_v1_distance` (float32, z-scored by the real set's rows without NaN, columns with a NaN or
     infinity in any set dropped) but rows keep their place: a row with a NaN feature stays a NaN row, so
     the rows of several generated tables stay aligned with their readings (the half-sampling intervals of
     paired differences). :func:`~radgazegen.evaluation.quality.frechet_from_rows` drops such rows.

@@ -53,7 +53,7 @@ class ImageSet:
     images: np.ndarray
     prompted: np.ndarray  # (n, C) findings the prompts (or, for real images, the labels) name
     prompts: list[str]
-    rows: dict[str, np.ndarray] = field(default_factory=dict)  # per set distance: the rows it is computed from
+    rows: dict[str, object] = field(default_factory=dict)  # per set distance: the feature rows of its images
     paired_ssim: np.ndarray | None = None  # each image against the real image of its reading
     diversity: np.ndarray | None = None  # MS-SSIM of each pair of samples of one reading
     predicted: np.ndarray | None = None
@@ -112,28 +112,35 @@ class QualityEvaluation:
             found.predicted = study.reference_classifier.predict(found.images)
             bar.update()
         bar.close()
-        self.frd_v1 = {name: frd.frd_v1_distance(v1_reference, table) for name, table in zip(self.sets, v1, strict=True)}
-        self.reference_rows["FRD"], zscores = frd.frd_v1_zscores(v1_reference, v1)
-        for found, z in zip(self.sets.values(), zscores, strict=True):
-            found.rows["FRD"] = z
+        self.frd = {name: {"FRD": frd.frd_v1_distance(v1_reference, table),
+                           "FRD (torch, Original)": frd.frechet_radiomics_distance(
+                               self.reference_rows["FRD (torch, Original)"], found.rows["FRD (torch, Original)"])}
+                    for (name, found), table in zip(self.sets.items(), v1, strict=True)}  # fmt: skip
+        # the z-scored rows the half-sampling replicates take subsets of (see distance)
+        self.zscores: dict[str, dict[str, np.ndarray]] = {name: {} for name in self.sets}
+        self.reference_zscores: dict[str, np.ndarray] = {}
+        for column, reference_table, tables in (
+            ("FRD", v1_reference, v1),
+            ("FRD (torch, Original)", self.reference_rows["FRD (torch, Original)"].to_numpy(),
+             [found.rows["FRD (torch, Original)"].to_numpy() for found in self.sets.values()]),
+        ):  # fmt: skip
+            self.reference_zscores[column], zscores = frd.frd_zscores(reference_table, tables)
+            for name, z in zip(self.sets, zscores, strict=True):
+                self.zscores[name][column] = z
 
     # -- set distances ------------------------------------------------------------------------------
     def distance(self, column: str, name: str, rows: np.ndarray | None = None) -> float:
         """Set distance ``column`` of set ``name`` (its ``rows`` only, when given) to the reference set."""
-        from radgazegen.evaluation import frd, quality
+        from radgazegen.evaluation import quality
 
-        found = self.sets[name].rows[column]
-        picked = found if rows is None else (found.iloc[rows] if isinstance(found, pd.DataFrame) else found[rows])
-        reference = self.reference_rows[column]
-        if column == "FRD":
+        if column in self.reference_zscores:  # FRD: frd-score's value on the full set, log d² of the z-scored rows of a subset
             if rows is None:
-                return self.frd_v1[name]  # frd-score's own value
-            return float(np.log(quality.frechet_from_rows(reference, picked)))
-        if column == "FRD (torch, Original)":
-            return frd.frechet_radiomics_distance(reference, picked)
+                return self.frd[name][column]
+            return float(np.log(quality.frechet_from_rows(self.reference_zscores[column], self.zscores[name][column][rows])))
+        found, reference = self.sets[name].rows[column], self.reference_rows[column]
         if rows is None:
-            return quality.frechet_distance(reference, picked)  # torchmetrics' FID
-        return quality.frechet_from_rows(reference, picked)
+            return quality.frechet_distance(reference, found)  # torchmetrics' FID
+        return quality.frechet_from_rows(reference, found[rows])
 
     def _distance_estimate(self, column: str, name: str, other: str | None = None) -> Estimate:
         """Half-sampling estimate of a set distance, or of the paired difference ``name - other``."""
@@ -156,7 +163,7 @@ class QualityEvaluation:
         for name, found in self.sets.items():
             row: dict[str, object] = {"label": found.label, "images": len(found.images)}
             for column in SET_DISTANCES:
-                if column in found.rows:
+                if column in found.rows or column in self.reference_zscores:
                     row |= _estimate_columns(column, self._distance_estimate(column, name))
             features = found.rows["FID (CXR)"]
             size = len(features) // 2
