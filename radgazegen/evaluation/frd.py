@@ -25,7 +25,7 @@ the same configuration, the cross-check. Deviations from frd-score's published v
 
 Values of this port (the "FRD (torch, Original)" columns) are therefore comparable among themselves,
 not with published FRD v1 numbers. The headline FRD is frd-score's own v1 with its published defaults:
-:func:`frd_v1_features` (extraction by frd-score) and :func:`frd_v1_distance` (its post-processing).
+:func:`frd_v1_features` (extraction by frd-score), then :func:`frechet_radiomics_distance` (its post-processing).
 """
 
 from __future__ import annotations
@@ -173,7 +173,9 @@ def frechet_radiomics_distance(real: pd.DataFrame | np.ndarray, fake: pd.DataFra
     ~3e-4 of their value); columns with a non-finite :math:`z` in either set (e.g. constant in the real set)
     are dropped; each set's mean (float32) and unbiased covariance (float64) give :math:`d^2` by frd-score's
     ``calculate_frechet_distance``. Data frames must have the same columns
-    (the fake one's are put in the real one's order).
+    (the fake one's are put in the real one's order). Applied to two :func:`frd_v1_features` tables it gives
+    frd-score's ``compute_frd`` (v1) of the same images; here, not inside ``compute_frd``, so that the tables
+    are extracted once.
     """
     real_z, fake_z = _v1_zscores(*_tables(real, fake))
     keep = np.isfinite(real_z).all(0) & np.isfinite(fake_z).all(0)
@@ -262,57 +264,24 @@ def frd_v1_features(images: np.ndarray | Sequence[np.ndarray], *, num_workers: i
 def frd_zscores(real: np.ndarray, fakes: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
     """frd-score's v1 z-scores of a real feature table and of each generated one, the columns kept for all of them.
 
-    For either feature set (:func:`frd_v1_features` or :func:`radiomic_features`). As :func:`frd_v1_distance` (float32, z-scored by the real set's rows without NaN, columns with a NaN or
+    For either feature set (:func:`frd_v1_features` or :func:`radiomic_features`). As
+    :func:`frechet_radiomics_distance` (float32, z-scored by the real set's rows without NaN, columns with a NaN or
     infinity in any set dropped) but rows keep their place: a row with a NaN feature stays a NaN row, so
     the rows of several generated tables stay aligned with their readings (the half-sampling intervals of
     paired differences). :func:`~radgazegen.evaluation.quality.frechet_from_rows` drops such rows.
     """
-    from frd_score.frd import z_score_normalize
-
     reference = np.asarray(real, np.float64)
     reference = reference[~np.isnan(reference).any(1)].astype(np.float32)
     if len(reference) < 2:
         raise ValueError(f"FRD needs at least 2 real images without NaN features, got {len(reference)}")
     tables = [np.asarray(t, np.float64).astype(np.float32) for t in fakes]
-    with np.errstate(all="ignore"):
-        z = [z_score_normalize(t, 0, 1, replace_nan=False, base_distribution=reference, handle_std_zero=False)
-             for t in (reference, *tables)]  # fmt: skip
+    z = [_v1_zscores(reference, t)[1] for t in (reference, *tables)]
     valid = [np.ones(len(reference), bool), *(~np.isnan(t).any(1) for t in tables)]  # rows frd-score would keep
     keep = np.logical_and.reduce([np.isfinite(t[rows]).all(0) for t, rows in zip(z, valid, strict=True)])
     if not keep.any():
         raise ValueError("no feature is finite after z-scoring with the real set (every feature is constant there)")
     shown = [np.where(rows[:, None], t[:, keep], np.nan).astype(np.float64) for t, rows in zip(z, valid, strict=True)]
     return shown[0], shown[1:]
-
-
-def frd_v1_distance(real: np.ndarray, fake: np.ndarray) -> float:
-    r"""FRD v1 of two tables of :func:`frd_v1_features` exactly as frd-score's ``compute_frd`` finishes it.
-
-    frd-score's v1 steps on the feature rows: rows with a NaN dropped, float32, z-scored with the real
-    set's statistics by its ``z_score_normalize`` (raw division, no guards), columns with a NaN or
-    infinity in either set dropped, then :math:`\log d^2` by its ``calculate_frechet_distance``. Here
-    (not inside ``compute_frd``) so that the half-sampling intervals can evaluate subsets of the rows.
-    """
-    from frd_score.frd import z_score_normalize
-
-    tables = []
-    for name, table in (("real", real), ("fake", fake)):
-        array = np.asarray(table, np.float64)
-        if array.ndim != 2:
-            raise ValueError(f"{name} features must be 2-D (images, features), got shape {array.shape}")
-        array = array[~np.isnan(array).any(1)].astype(np.float32)
-        if len(array) < 2:
-            raise ValueError(f"FRD needs at least 2 images without NaN features per set, {name} has {len(array)}")
-        tables.append(array)
-    if tables[0].shape[1] != tables[1].shape[1]:
-        raise ValueError(f"feature counts differ: real {tables[0].shape[1]}, fake {tables[1].shape[1]}")
-    with np.errstate(all="ignore"):
-        z = [z_score_normalize(t, 0, 1, replace_nan=False, base_distribution=tables[0], handle_std_zero=False)
-             for t in tables]  # fmt: skip
-    keep = np.isfinite(z[0]).all(0) & np.isfinite(z[1]).all(0)
-    if not keep.any():
-        raise ValueError("no feature is finite after z-scoring with the real set (every feature is constant there)")
-    return _log_frechet(z[0][:, keep], z[1][:, keep])
 
 
 def frd(

@@ -112,7 +112,7 @@ class QualityEvaluation:
             found.predicted = study.reference_classifier.predict(found.images)
             bar.update()
         bar.close()
-        self.frd = {name: {"FRD": frd.frd_v1_distance(v1_reference, table),
+        self.frd = {name: {"FRD": frd.frechet_radiomics_distance(v1_reference, table),
                            "FRD (torch, Original)": frd.frechet_radiomics_distance(
                                self.reference_rows["FRD (torch, Original)"], found.rows["FRD (torch, Original)"])}
                     for (name, found), table in zip(self.sets.items(), v1, strict=True)}  # fmt: skip
