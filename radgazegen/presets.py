@@ -38,7 +38,9 @@ class TrainSettings:
     gradient_checkpointing: bool = False
     ema_decay: float | None = None  # None: no EMA weights
     prompt_dropout: float = 0.1  # share of empty prompts, for classifier-free guidance
+    location_dropout: float = 0.5  # share of prompts without their location words (radgazegen.data.reports)
     warmup_steps: int = 20
+    snapshots: bool = False  # keep the weights of every validation step (training curves)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +124,19 @@ PRESETS: dict[str, Preset] = {
                                classifier=ClassifierSettings((2, 4, 8, 6), image_size=64, epochs=15, batch_size=32)),
         ),
         Preset(
+            "shipped", "the shipped phantom checkpoint weights/phantom-64: the cpu model trained until its curves flatten",
+            0, 600, (576, 480), 64, "auto",
+            ModelSettings((32, 64, 128), (False, False, True)),
+            TrainSettings(base_steps=3000, controlnet_steps=2000, batch_size=8, base_learning_rate=1e-3,
+                          controlnet_learning_rate=5e-4, checkpoint_every=250, validate_every=250,
+                          ema_decay=0.999, snapshots=True),
+            SamplingSettings(steps=25, guidance_scale=2.0),
+            ("canny", "lungs", "gaze", "gaze_findings", "texture:glcm_Contrast"),
+            EvaluationSettings(conditions=32, diversity_pairs=8, sampling_steps=8, tail_samples=12, bootstrap=500, test_cases=200,
+                               segmenter_epochs=20,
+                               classifier=ClassifierSettings((2, 4, 8, 6), image_size=64, epochs=15, batch_size=32)),
+        ),
+        Preset(
             "gpu", "one Colab / workstation GPU", 0, 600, (576, 480), 256, "auto",
             ModelSettings((64, 128, 256, 256), (False, False, True, True), norm_num_groups=32),
             TrainSettings(base_steps=20000, controlnet_steps=5000, batch_size=8, base_learning_rate=2e-4,
@@ -139,7 +154,8 @@ PRESETS: dict[str, Preset] = {
             TrainSettings(base_steps=30000, controlnet_steps=20000, batch_size=4, base_learning_rate=1e-5,
                           controlnet_learning_rate=1e-5, checkpoint_every=2000, validate_every=2000,
                           gradient_accumulation=4, mixed_precision="fp16", gradient_checkpointing=True,
-                          ema_decay=0.9999, prompt_dropout=0.05, warmup_steps=500),
+                          ema_decay=0.9999, prompt_dropout=0.05, warmup_steps=500,
+                          location_dropout=0.0),  # the paper trains on whole reports
             SamplingSettings(steps=50, guidance_scale=7.5),
             ("canny", "sobel", "log", "lungs", "gaze"),
             EvaluationSettings(conditions=2000, diversity_pairs=500, sampling_steps=50, tail_samples=500, bootstrap=1000, test_cases=0,

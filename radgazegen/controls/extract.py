@@ -27,11 +27,13 @@ from radgazegen.controls.registry import (
     ControlRegistry,
     ControlSettings,
     check_names,
+    is_gaze,
     is_scaled,
     raw_controls,
 )
+from radgazegen.controls.gaze_stats import keywords_for
 from radgazegen.data.images import load_image
-from radgazegen.data.reflacx import DroppedFixationsWarning, ReflacxDataset
+from radgazegen.data.reflacx import DroppedFixationsWarning, ReflacxCase, ReflacxDataset
 from radgazegen.io import atomic_path, write_json_atomic
 
 FIT_SPLIT = "train"
@@ -62,16 +64,18 @@ def extract_controls(
         if not missing:
             continue
         image, _ = load_image(case.image_path)
-        fixations = None
-        if "gaze" in missing:
+        fixations = words = findings = None
+        if any(is_gaze(name) for name in missing):
             with warnings.catch_warnings():  # counted and reported once below, not once per case
                 warnings.simplefilter("ignore", DroppedFixationsWarning)
                 fixations = case.fixations()
             dropped += fixations.attrs["dropped"].total
+        if "gaze_findings" in missing:
+            words, findings = case.words(), finding_keywords(case)
         lungs = None
         if "lungs" in missing:
             lungs = lung_mask(case.dicom_id, image, data_root=dataset.root, mask_dir=lung_dir)[0]
-        inputs = ControlInputs(image=image, fixations=fixations, lungs=lungs)
+        inputs = ControlInputs(image=image, fixations=fixations, lungs=lungs, words=words, findings=findings)
         for name, values in raw_controls(missing, inputs, settings, device=device).items():
             path = _path(folder, settings, name, case.id)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +95,11 @@ def extract_controls(
                                  "dropped_fixations": dropped}  # fmt: skip
     write_json_atomic(folder / "registry.json", data)
     return registry
+
+
+def finding_keywords(case: ReflacxCase) -> dict[str, tuple[str, ...]]:
+    """The reading's positive labels, each with the report words that name it (the ``gaze_findings`` input)."""
+    return {label: keywords_for(label) for label in case.positive_labels()}
 
 
 def _earlier_registry(folder: Path, settings: ControlSettings) -> tuple[ControlRegistry, list[str]]:

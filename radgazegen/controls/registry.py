@@ -10,7 +10,10 @@ name                raw map                                                     
 ``log``             :func:`~radgazegen.controls.edges.laplacian_of_gaussian`          robust percentiles
 ``lungs``           lung mask (:func:`~radgazegen.controls.lungs.lung_mask`), area    none (0 / 1)
                     resampled, >= 0.5
-``gaze``            REFLACX fixation heatmap at the control size                      divided by its max
+``gaze``            REFLACX fixation heatmap of the whole reading (the paper's)       divided by its max
+``gaze_findings``   the gaze while the sentences naming the reading's findings were   divided by its max
+                    dictated (:func:`~radgazegen.controls.gaze.finding_heatmaps`,     (all zero: no finding)
+                    summed over findings)
 ``texture:<name>``  pyradiomics-exact voxel map of feature ``<name>``                 robust percentiles
                     (:func:`~radgazegen.controls.texture.texture_maps`)
 =================== ================================================================= =====================
@@ -26,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,14 +37,16 @@ import pandas as pd
 import torch
 
 from radgazegen.controls import edges
-from radgazegen.controls.gaze import fixation_heatmap
+from radgazegen.controls.gaze import finding_heatmaps, fixation_heatmap
 from radgazegen.controls.resample import area_resample
 from radgazegen.controls.texture import texture_maps
 from radgazegen.controls.texture_names import expand_features
 
 FILTERS = ("canny", "sobel", "log")
 """The paper's Rad-CN filter controls (with ``lungs``)."""
-BASE_CONTROLS = (*FILTERS, "lungs", "gaze")
+GAZE_CONTROLS = ("gaze", "gaze_findings")
+"""HVA-CN inputs: the whole reading's heatmap (the paper's) or the gaze while findings were named (ours)."""
+BASE_CONTROLS = (*FILTERS, "lungs", *GAZE_CONTROLS)
 TEXTURE_PREFIX = "texture:"
 DEFAULT_TEXTURES = ("texture:glcm_Contrast", "texture:glcm_JointEntropy")
 DEFAULT_CONTROLS = (*BASE_CONTROLS, *DEFAULT_TEXTURES)
@@ -81,11 +86,17 @@ class ControlSettings:
 
 @dataclass
 class ControlInputs:
-    """What the controls of one image are computed from: the [0, 1] image, its gaze and its lungs."""
+    """What the controls of one image are computed from: the [0, 1] image, its gaze and its lungs.
+
+    ``gaze_findings`` also needs the dictation's ``words`` (REFLACX ``timestamps_transcription``) and
+    ``findings``: each finding of the reading with the report words that name it.
+    """
 
     image: np.ndarray
     fixations: pd.DataFrame | None = None
     lungs: np.ndarray | None = None
+    words: pd.DataFrame | None = None
+    findings: Mapping[str, Sequence[str]] | None = None
 
 
 def check_names(names: Iterable[str]) -> list[str]:
@@ -106,6 +117,11 @@ def check_names(names: Iterable[str]) -> list[str]:
 
 def is_scaled(name: str) -> bool:
     return name in SCALED or name.startswith(TEXTURE_PREFIX)
+
+
+def is_gaze(name: str) -> bool:
+    """Whether ``name`` is an HVA-CN (gaze) control."""
+    return name in GAZE_CONTROLS
 
 
 def raw_controls(
@@ -142,6 +158,11 @@ def raw_controls(
             if inputs.fixations is None:
                 raise ValueError("the 'gaze' control needs fixations (ControlInputs.fixations)")
             found[name] = fixation_heatmap(inputs.fixations, image.shape, shape)
+        elif name == "gaze_findings":
+            if inputs.fixations is None or inputs.words is None or inputs.findings is None:
+                raise ValueError("the 'gaze_findings' control needs fixations, words and findings (ControlInputs)")
+            maps = finding_heatmaps(inputs.fixations, inputs.words, inputs.findings, image.shape, shape)
+            found[name] = np.sum(list(maps.values()), axis=0) if maps else np.zeros(shape)
     return {name: np.asarray(found[name], dtype=np.float32) for name in names}
 
 
@@ -171,7 +192,7 @@ class ControlRegistry:
             low, high = self.scaling[name]
             scaled = (raw - low) / (high - low) if high > low else np.zeros_like(raw)
             result = np.clip(np.nan_to_num(scaled, nan=0.0), 0.0, 1.0)
-        elif name == "gaze":
+        elif is_gaze(name):
             peak = raw.max()
             result = raw / peak if peak > 0 else np.zeros_like(raw)
         else:

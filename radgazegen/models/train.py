@@ -14,6 +14,8 @@ Each trained network gets a folder under ``<run_dir>/checkpoints/``::
         final/               the trained network, save_pretrained (safetensors; EMA weights when enabled)
         log.jsonl            one line per step: step, loss, learning rate, seconds
         validation/          step-<step>.png sample grids (and controls.png)
+        snapshots/           step-<step>/ weights as in final/, at every validation (when the preset keeps them;
+                             the adherence-vs-steps curves read them)
 
 Checkpoints are written to a hidden staging folder and renamed into place, so a process killed at
 any moment leaves the previous checkpoint intact. Runs unchanged under ``accelerate launch`` with
@@ -43,6 +45,7 @@ from radgazegen.controls.extract import extract_controls, load_controls, load_re
 from radgazegen.controls.registry import ControlRegistry, ControlSettings, check_names
 from radgazegen.data.dataset import GeneratorDataset, StepBatches, collate
 from radgazegen.data.reflacx import ReflacxDataset
+from radgazegen.data.reports import strip_locations
 from radgazegen.errors import MissingWeightsError
 from radgazegen.io import atomic_dir, atomic_path, write_json_atomic, write_text_atomic
 from radgazegen.models.controlnet import (
@@ -56,7 +59,7 @@ from radgazegen.models.controlnet import (
 )
 from radgazegen.models.pipeline import RadGazeGenPipeline
 from radgazegen.models.text import PromptCache, load_text_encoder, text_width
-from radgazegen.presets import Preset
+from radgazegen.presets import Preset, TrainSettings
 from radgazegen.runs import hardware, read_manifest, record, versions
 
 STAGES = ("base", "controlnet")
@@ -243,11 +246,14 @@ def _train_network(
         if accelerator.is_main_process and (step % settings.validate_every == 0 or step == total):
             _validate(accelerator.unwrap_model(model), unet, stage, controls, mode, ema, text_encoder, tokenizer,
                       vae, noise_scheduler, preset, run_dir, dataset, folder / "validation", step)  # fmt: skip
+            if settings.snapshots:
+                _save_weights(accelerator.unwrap_model(model), ema, stage, controls, snapshot_folder(folder, step),
+                              pretrained)  # fmt: skip
     bar.close()
     seconds = time.perf_counter() - started
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _save_final(accelerator.unwrap_model(model), ema, stage, controls, folder, pretrained)
+        _save_weights(accelerator.unwrap_model(model), ema, stage, controls, folder / "final", pretrained)
         record(run_dir, "training", key, {
             "stage": stage, "mode": mode if stage == "controlnet" else None, "controls": controls,
             "steps": total, "resumed_from": start, "seconds": round(seconds, 1), "last_loss": loss_value,
@@ -317,9 +323,7 @@ def _loss(model, unet, stage, batch, noise_scheduler, prompt_states, vae, preset
     noise = torch.randn_like(images)
     timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (images.shape[0],), device=device)
     noisy = noise_scheduler.add_noise(images, noise, timesteps)
-    keep = torch.rand(len(batch["prompt"])) >= preset.train.prompt_dropout
-    prompts = [p if k else "" for p, k in zip(batch["prompt"], keep.tolist(), strict=True)]
-    states = prompt_states(prompts)
+    states = prompt_states(training_prompts(batch["prompt"], preset.train))
     if stage == "base":
         prediction = model(noisy, timesteps, states).sample
     else:
@@ -332,6 +336,16 @@ def _loss(model, unet, stage, batch, noise_scheduler, prompt_states, vae, preset
     else:
         target = images if kind == "sample" else noise
     return torch.nn.functional.mse_loss(prediction.float(), target.float())
+
+
+def training_prompts(reports: Sequence[str], settings: TrainSettings) -> list[str]:
+    """The prompts of one batch: a report is emptied with probability ``prompt_dropout`` (classifier-free
+    guidance), else stripped of its location words with probability ``location_dropout`` (so that the
+    location has to come from the gaze). Draws from torch's global generator, which resuming restores."""
+    keep = (torch.rand(len(reports)) >= settings.prompt_dropout).tolist()
+    locate = (torch.rand(len(reports)) >= settings.location_dropout).tolist()
+    return [(report if at else strip_locations(report)) if kept else ""
+            for report, kept, at in zip(reports, keep, locate, strict=True)]  # fmt: skip
 
 
 def _prompt_tokens(tokenizer, preset: Preset) -> int:
@@ -360,12 +374,26 @@ def _save_checkpoint(accelerator: Accelerator, folder: Path, step: int, limit: i
     accelerator.wait_for_everyone()
 
 
-def _save_final(model, ema, stage: str, controls: list[str], folder: Path, pretrained: Path | None) -> None:
-    """The trained network (EMA weights when enabled) as ``final/``, written to staging and renamed."""
+def snapshot_folder(folder: str | Path, step: int) -> Path:
+    """Where a training folder keeps the weights of ``step`` (``snapshots/step-<step>``, when snapshots are on)."""
+    return Path(folder) / "snapshots" / f"step-{step:06d}"
+
+
+def snapshots(folder: str | Path) -> dict[int, Path]:
+    """The weight snapshots of a training folder, by step (see :func:`snapshot_folder`)."""
+    found = sorted((Path(folder) / "snapshots").glob("step-*"))
+    return {int(path.name.split("-")[1]): path for path in found if path.is_dir()}
+
+
+def _save_weights(model, ema, stage: str, controls: list[str], target: Path, pretrained: Path | None) -> None:
+    """The network (EMA weights when enabled) as a ``save_pretrained`` folder, written to staging and renamed.
+
+    ``final/`` and every snapshot share this layout: ``unet/`` + ``training.json`` (base) or a ControlNet folder.
+    """
     if ema is not None:
         ema.store(model.parameters())
         ema.copy_to(model.parameters())
-    with atomic_dir(folder / "final") as staging:
+    with atomic_dir(target) as staging:
         if stage == "base":
             model.save_pretrained(staging / "unet", safe_serialization=True)
             write_json_atomic(staging / TRAINING_FILE, {"pretrained": str(pretrained) if pretrained else None})

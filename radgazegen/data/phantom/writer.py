@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,8 @@ from radgazegen.data.phantom.anatomy import Anatomy, AnatomyParams, finish, rend
 from radgazegen.data.phantom.findings import (
     LABELS_PHASE3,
     LABELS_PHASE12,
+    FINDINGS_BY_NAME,
+    FindingType,
     Finding,
     render_finding,
     sample_finding_types,
@@ -63,10 +66,16 @@ class PhantomCase:
         return " ".join(s.text for s in self.sentences)
 
 
-def generate_case(seed: np.random.SeedSequence, index: int, size: tuple[int, int] = DEFAULT_SIZE) -> PhantomCase:
-    """Generate case number ``index`` from its own seed sequence (independent of the other cases)."""
+def generate_case(
+    seed: np.random.SeedSequence, index: int, size: tuple[int, int] = DEFAULT_SIZE, findings: Sequence[str] | None = None
+) -> PhantomCase:
+    """Generate case number ``index`` from its own seed sequence (independent of the other cases).
+
+    ``findings``: ``None`` draws each finding type with its prevalence; a list of type names gives the
+    case exactly one of them (drawn in proportion to their prevalences); an empty list, none.
+    """
     rng = np.random.default_rng(seed)
-    kinds = sample_finding_types(rng)
+    kinds = sample_finding_types(rng) if findings is None else _one_of(rng, findings)
     cardiomegaly = any(k.name == "enlarged cardiac silhouette" for k in kinds)
     params = AnatomyParams.sample(rng, heart_scale=rng.uniform(1.25, 1.4) if cardiomegaly else rng.uniform(0.9, 1.05))
     height = int(size[0] + 16 * rng.integers(-1, 2))
@@ -96,12 +105,32 @@ def generate_case(seed: np.random.SeedSequence, index: int, size: tuple[int, int
     )
 
 
+def _one_of(rng: np.random.Generator, names: Sequence[str]) -> list[FindingType]:
+    """One finding type among ``names``, drawn with weights proportional to their prevalences (none for no names)."""
+    unknown = [name for name in names if name not in FINDINGS_BY_NAME]
+    if unknown:
+        raise ValueError(f"unknown phantom finding(s) {unknown}; known: {sorted(FINDINGS_BY_NAME)}")
+    if not names:
+        return []
+    kinds = [FINDINGS_BY_NAME[name] for name in names]
+    weights = np.array([kind.prevalence for kind in kinds])
+    return [kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))]]
+
+
 def generate_phantom(
-    out_dir: str | Path, n: int = 100, seed: int = 0, size: tuple[int, int] = DEFAULT_SIZE, *, progress: bool = True
+    out_dir: str | Path,
+    n: int = 100,
+    seed: int = 0,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    *,
+    findings: Sequence[str] | None = None,
+    progress: bool = True,
 ) -> Path:
     """Write ``n`` phantom readings to ``out_dir`` in the REFLACX layout; returns ``out_dir``.
 
-    Deterministic for ``(n, seed, size)``; case ``k`` is the same whatever ``n`` is. The data set is
+    ``findings`` (see :func:`generate_case`): ``None`` for the long-tailed prevalences, else exactly one
+    of the named findings per reading (none for an empty list), e.g. for the gaze-placement cohort.
+    Deterministic for ``(n, seed, size, findings)``; case ``k`` is the same whatever ``n`` is. The data set is
     written into a temporary sibling folder and renamed into place, so an interrupted run leaves
     no partial data set. An existing ``out_dir`` is replaced.
     """
@@ -114,7 +143,7 @@ def generate_phantom(
         truth: list[dict] = []
         seeds = np.random.SeedSequence(seed).spawn(n)
         for index in tqdm(range(n), desc="phantom cases", unit="case", disable=not progress):
-            case = generate_case(seeds[index], index, size)
+            case = generate_case(seeds[index], index, size, findings)
             rows[case.phase].append(_write_case(staging, case, truth))
         for phase, labels in ((1, LABELS_PHASE12), (2, LABELS_PHASE12), (3, LABELS_PHASE3)):
             columns = [
@@ -138,6 +167,7 @@ def generate_phantom(
             "n": n,
             "seed": seed,
             "size": list(size),
+            "findings": None if findings is None else list(findings),
             "seconds": round(time.perf_counter() - started, 3),
         }
         (staging / "phantom" / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
