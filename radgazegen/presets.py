@@ -76,6 +76,8 @@ class EvaluationSettings:
     test_cases: int  # readings of the held-out phantom test cohort for the classifiers (real data: label CSVs)
     segmenter_epochs: int  # the finding segmenter used to locate findings in generated images
     classifier: ClassifierSettings
+    placement_readings: int = 100  # held-out readings with one focal finding (gaze-placement protocol)
+    placement_donors: int = 16  # held-out readings without findings lending their anatomy (Rad-CN controls)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +112,8 @@ PRESETS: dict[str, Preset] = {
             ("canny", "gaze"),
             EvaluationSettings(conditions=6, diversity_pairs=2, sampling_steps=2, tail_samples=2, bootstrap=50, test_cases=16,
                                segmenter_epochs=1,
-                               classifier=ClassifierSettings((1, 1, 1, 1), 8, 16, image_size=32, epochs=1, batch_size=8)),
+                               classifier=ClassifierSettings((1, 1, 1, 1), 8, 16, image_size=32, epochs=1, batch_size=8),
+                               placement_readings=4, placement_donors=2),
         ),
         Preset(
             "cpu", "the README's book build on a laptop CPU", 0, 120, (576, 480), 64, "cpu",

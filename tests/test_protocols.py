@@ -197,3 +197,26 @@ def test_retrained_weights_in_the_same_folder_are_sampled_afresh(study: Study, t
         with torch.no_grad():
             for parameter in pipe.controlnets["gaze"].parameters():
                 parameter.sub_(0.05)
+
+
+def test_placement_protocol_moves_the_gaze_for_gaze_arms_only(study: Study) -> None:
+    from radgazegen.evaluation.placement import MOVES, placement_claims, placement_summary
+
+    result = protocols.placement_protocol(study)
+    assert [arm.name for arm in result.arms] == ["text", "rad", "gaze", "both"]
+    assert set(result.images["text"]) == {"original"} and set(result.images["gaze"]) == set(MOVES)
+    n = study.settings.placement_readings
+    assert len(result.cohort) == n and all(images.shape == (n, 32, 32) for images in result.images["both"].values())
+    assert "right" not in " ".join(result.cohort.prompts).lower()
+    table = result.table
+    assert set(table["arm"]) == {"text", "rad", "gaze", "both"} and set(table["move"]) == set(MOVES)
+    follows = table[(table["arm"] == "text") & (table["metric"] == "follows")]["value"].dropna()
+    assert (follows.abs() < 1e-9).all()  # an image that does not see the gaze cannot move with it
+    _check_claims(placement_claims(table, n_boot=50), "placement")
+    summary = placement_summary(table, n_boot=50)
+    assert {"mean", "difference", "ratio"} <= set(summary.columns)
+    cached = study.run_dir / "samples" / "placement" / "gaze" / "mirrored"
+    stamp = {p.name: p.stat().st_mtime_ns for p in cached.glob("*.png")}
+    again = protocols.placement_protocol(study)  # a second run reads the cached images
+    assert {p.name: p.stat().st_mtime_ns for p in cached.glob("*.png")} == stamp
+    pd.testing.assert_frame_equal(again.table, table)

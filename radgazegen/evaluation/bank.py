@@ -126,7 +126,7 @@ def generate(
     copies = [1] * len(cases) if copies is None else list(copies)
     if len(copies) != len(cases) or min(copies, default=1) < 1:
         raise ValueError(f"copies must give a positive count for each of the {len(cases)} readings")
-    _start(folder, sampling_key(pipe, configuration, steps, preset))
+    start_folder(folder, sampling_key(pipe, configuration, steps, preset))
     jobs = [(k, case, c) for k, case in enumerate(cases) for c in range(copies[k])]
     todo = [job for job in jobs if not (folder / _file(job[1].id, job[2])).is_file()]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"samples ({configuration.name})", unit="img",
@@ -154,7 +154,7 @@ def sampling_key(pipe: RadGazeGenPipeline, configuration: Configuration, steps: 
             "weights": pipe.digest(configuration.mode, configuration.controls)}  # fmt: skip
 
 
-def _start(folder: Path, settings: dict) -> None:
+def start_folder(folder: Path, settings: dict) -> None:
     """Record how ``folder``'s samples are made; images made otherwise, or of unknown making, are discarded."""
     path = folder / "settings.json"
     settings = json.loads(json.dumps(settings, default=str))

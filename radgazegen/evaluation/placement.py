@@ -50,6 +50,7 @@ from radgazegen.data.images import load_image, save_png16
 from radgazegen.data.reflacx import ReflacxCase
 from radgazegen.data.reports import strip_locations
 from radgazegen.evaluation.adherence import gaze_adherence
+from radgazegen.evaluation.bank import Configuration
 from radgazegen.evaluation.claims import HIGHER, LOWER, Claim
 from radgazegen.evaluation.stats import Estimate, bootstrap
 from radgazegen.models.hypotheses import gaze_region
@@ -66,22 +67,12 @@ METRICS = {"finding share": HIGHER, "centroid distance": LOWER, "hit": HIGHER, "
 """Placement metrics and the side the paper's claim is on."""
 
 
-@dataclass(frozen=True)
-class Arm:
-    """One way of sampling in the protocol: a mode, the Rad-CN controls and the gaze control it follows."""
-
-    name: str
-    label: str
-    mode: str  # "text" or "multi"
-    rad: tuple[str, ...]
-    gaze: str | None  # the gaze control (None: the arm does not see gaze)
-
-    @property
-    def controls(self) -> tuple[str, ...]:
-        return (*self.rad, self.gaze) if self.gaze else self.rad
+def gaze_of(arm: Configuration) -> str | None:
+    """The gaze control an arm follows (``None``: it does not see the gaze)."""
+    return next((name for name in arm.controls if is_gaze(name)), None)
 
 
-def placement_arms(pipe: RadGazeGenPipeline, rad: Sequence[str] | None = None) -> list[Arm]:
+def placement_arms(pipe: RadGazeGenPipeline, rad: Sequence[str] | None = None) -> list[Configuration]:
     """Text only, Rad-CN only, then HVA-CN only and Rad-CN + HVA-CN for each gaze control of the pipeline.
 
     ``rad``: the Rad-CN controls (default: every non-gaze, non-texture ``multi`` control).
@@ -93,15 +84,15 @@ def placement_arms(pipe: RadGazeGenPipeline, rad: Sequence[str] | None = None) -
     missing = [c for c in rad if c not in multi]
     if missing:
         raise ValueError(f"the pipeline has no ControlNet for Rad-CN control(s) {missing}")
-    arms = [Arm("text", "SD text only", TEXT_ONLY, (), None)]
+    arms = [Configuration("text", "SD text only", TEXT_ONLY, ())]
     if rad:
-        arms.append(Arm("rad", "Rad-CN only", "multi", rad, None))
+        arms.append(Configuration("rad", "Rad-CN only", "multi", rad))
     for gaze in (c for c in multi if is_gaze(c)):
         suffix = "" if gaze == "gaze" else "_findings"
         what = "whole-reading gaze" if gaze == "gaze" else "gaze while findings were named"
-        arms.append(Arm(f"gaze{suffix}", f"HVA-CN only ({what})", "multi", (), gaze))
+        arms.append(Configuration(f"gaze{suffix}", f"HVA-CN only ({what})", "multi", (gaze,)))
         if rad:
-            arms.append(Arm(f"both{suffix}", f"Rad-CN + HVA-CN ({what})", "multi", rad, gaze))
+            arms.append(Configuration(f"both{suffix}", f"Rad-CN + HVA-CN ({what})", "multi", (*rad, gaze)))
     return arms
 
 
@@ -136,12 +127,14 @@ def placement_cohort(
     gaze_controls: Sequence[str] = ("gaze", TARGET),
     rad_controls: Sequence[str] = (),
     data_root: str | Path | None = None,
+    donor_root: str | Path | None = None,
     progress: bool = True,
 ) -> PlacementCohort:
     """Controls, targets and prompts of ``readings`` (each with one focal finding) and anatomy from ``donors``.
 
     Donor ``k mod len(donors)`` gives reading ``k`` its Rad-CN controls; a reading or donor that does not
-    qualify is an error naming it. ``data_root``: the data set's folder (phantom lung masks).
+    qualify is an error naming it. ``data_root`` / ``donor_root``: the readings' and donors' data set folders
+    (phantom lung masks; ``donor_root`` defaults to ``data_root``).
     """
     bad = [case.id for case in readings if not is_placement_reading(case)]
     if bad:
@@ -153,7 +146,8 @@ def placement_cohort(
     gaze_controls = list(dict.fromkeys([*gaze_controls, TARGET]))
     ids, prompts, findings, shifts = [], [], [], []
     targets, gaze, anatomy = [], {name: [] for name in gaze_controls}, {name: [] for name in rad_controls}
-    donor_maps = [_controls(case, list(rad_controls), registry, data_root) for case in donors] if rad_controls else []
+    donor_root = donor_root if donor_root is not None else data_root
+    donor_maps = [_controls(case, list(rad_controls), registry, donor_root) for case in donors] if rad_controls else []
     for k, case in enumerate(tqdm(readings, desc="placement readings", unit="reading", disable=not progress)):
         maps = _controls(case, [*gaze_controls, "lungs"], registry, data_root)
         target = maps[TARGET]
@@ -236,7 +230,7 @@ def _centroid(mask: np.ndarray) -> np.ndarray:
 
 def sample_arm(
     pipe: RadGazeGenPipeline,
-    arm: Arm,
+    arm: Configuration,
     cohort: PlacementCohort,
     how: str,
     folder: str | Path,
@@ -255,9 +249,8 @@ def sample_arm(
                disable=not progress)  # fmt: skip
     for start in range(0, len(todo), batch_size):
         rows = todo[start : start + batch_size]
-        maps = {name: cohort.anatomy[name][rows] for name in arm.rad}
-        if arm.gaze:
-            maps[arm.gaze] = move(cohort.gaze[arm.gaze][rows], how, cohort.shifts[rows])
+        maps = {name: (move(cohort.gaze[name][rows], how, cohort.shifts[rows]) if is_gaze(name)
+                       else cohort.anatomy[name][rows]) for name in arm.controls}  # fmt: skip
         images = pipe([cohort.prompts[k] for k in rows], maps, mode=None if arm.mode == TEXT_ONLY else arm.mode,
                       num_inference_steps=steps, guidance_scale=guidance_scale,
                       generator=case_generators(seed, rows), progress=False).images  # fmt: skip

@@ -13,6 +13,8 @@ Each protocol's ``*_claims`` function decides the paper's claims about it as pai
 * :func:`adherence_table` (from :func:`adherence_tables`) and :func:`ablation_table` — every configuration at
   an equal budget.
 * :func:`attribution_table` — captum attributions of the classifier against gaze and finding masks.
+* :func:`placement_protocol` — the gaze-placement ("hypotheses") protocol: counterfactual gaze, the
+  finding located by the segmenter (:mod:`radgazegen.evaluation.placement`).
 """
 
 from __future__ import annotations
@@ -544,3 +546,86 @@ def _truth_masks(study: Study, case_ids: Sequence[str]) -> np.ndarray | None:
         return finding_masks(study.dataset.root, list(case_ids), study.preset.control_size)
     except DataFormatError:
         return None
+
+
+@dataclass
+class Placement:
+    """The gaze-placement protocol's inputs, images (``images[arm][move]``) and per-image table."""
+
+    cohort: object  # placement.PlacementCohort
+    arms: list
+    images: dict[str, dict[str, np.ndarray]]
+    table: pd.DataFrame
+
+
+def placement_readings(study: Study):
+    """The protocol's readings (one focal finding each) and anatomy donors (no finding).
+
+    Phantom runs get their own held-out phantoms under ``placement/`` (seeds ``seed + 2`` and ``seed + 3``):
+    ``evaluation.placement_readings`` readings with one focal finding and ``evaluation.placement_donors``
+    without any. Real data: the data set's validation and test readings that qualify.
+    """
+    from radgazegen.data.phantom import generate_phantom, phantom_manifest
+    from radgazegen.data.reflacx import ReflacxDataset
+    from radgazegen.evaluation.placement import FOCAL_FINDINGS, is_placement_reading
+
+    settings, preset = study.settings, study.preset
+    if phantom_manifest(study.dataset.root) is None:
+        held = [case for case in study.dataset if case.split in ("validate", "test")]
+        readings = [case for case in held if is_placement_reading(case)][: settings.placement_readings]
+        donors = [case for case in held if not case.positive_labels()][: settings.placement_donors]
+        return readings, donors, study.dataset.root, study.dataset.root
+    folders = {}
+    for name, n, seed, findings in (("readings", settings.placement_readings, preset.seed + 2, FOCAL_FINDINGS),
+                                    ("donors", settings.placement_donors, preset.seed + 3, [])):  # fmt: skip
+        folder = study.run_dir / "placement" / name
+        wanted = {"n": n, "seed": seed, "size": list(preset.phantom_size), "findings": list(findings)}
+        existing = phantom_manifest(folder)
+        if existing is None or any(existing.get(k) != v for k, v in wanted.items()):
+            generate_phantom(folder, n=n, seed=seed, size=preset.phantom_size, findings=findings,
+                             progress=study.progress)  # fmt: skip
+        folders[name] = folder
+    return (list(ReflacxDataset(folders["readings"])), list(ReflacxDataset(folders["donors"])),
+            folders["readings"], folders["donors"])  # fmt: skip
+
+
+def placement_protocol(study: Study, *, steps: int | None = None) -> Placement:
+    """Sample every placement arm under every gaze move and score where the findings land.
+
+    Images are cached under ``samples/placement/<arm>/<move>/`` with the bank's settings file (weights digest,
+    scheduler, steps, guidance, seed and a digest of the cohort's prompts and maps): a change re-samples.
+    """
+    from radgazegen.evaluation.placement import (
+        MOVES,
+        TARGET,
+        gaze_of,
+        placement_arms,
+        placement_cohort,
+        placement_table,
+        sample_arm,
+    )
+
+    readings, donors, reading_root, donor_root = placement_readings(study)
+    pipe = study.pipe
+    arms = placement_arms(pipe)
+    rad = sorted({name for arm in arms for name in arm.controls if gaze_of(arm) != name})
+    gaze = sorted({gaze_of(arm) for arm in arms if gaze_of(arm)})
+    cohort = placement_cohort(readings, donors, pipe.registry, gaze_controls=gaze or (TARGET,), rad_controls=rad,
+                              data_root=reading_root, donor_root=donor_root, progress=study.progress)  # fmt: skip
+    steps = steps or study.settings.sampling_steps
+    digest = training_digest(cohort.prompts, cohort.targets, *cohort.gaze.values(), *cohort.anatomy.values(),
+                             cohort.shifts)  # fmt: skip
+    images: dict[str, dict[str, np.ndarray]] = {}
+    for arm in arms:
+        images[arm.name] = {}
+        for how in MOVES if gaze_of(arm) else MOVES[:1]:
+            folder = study.run_dir / "samples" / "placement" / arm.name / how
+            bank.start_folder(folder, bank.sampling_key(pipe, arm, steps, study.preset) | {"cohort": digest})
+            images[arm.name][how] = sample_arm(pipe, arm, cohort, how, folder, steps=steps,
+                                               guidance_scale=study.preset.sampling.guidance_scale,
+                                               seed=study.preset.seed, progress=study.progress)  # fmt: skip
+    segmenter = finding_segmenter(study)
+    if segmenter is None:
+        raise ValueError("the placement protocol locates findings with the phantom-trained segmenter; "
+                         "this run's data set has no ground-truth finding masks")  # fmt: skip
+    return Placement(cohort, arms, images, placement_table(images, cohort, segmenter))
