@@ -104,6 +104,14 @@ def notebook_parameters(preset: Preset, data_dir: str | None, images_dir: str | 
     }
 
 
+def shipped_weights(preset: Preset) -> dict[str, str] | None:
+    """The SHA-256 of every file of the preset's shipped pipeline, verified (:class:`ChecksumError` if one differs)."""
+    from radgazegen.models.shipped import MANIFEST, pipeline_folder, verify
+
+    folder = pipeline_folder(preset)
+    return verify(folder)["sha256"] if folder is not None and (folder / MANIFEST).is_file() else None
+
+
 def execute_notebooks(
     root: str | Path,
     preset: Preset,
@@ -119,7 +127,8 @@ def execute_notebooks(
     """Execute every chapter of ``_toc.yml`` in order; returns ``{name: "executed" | "cached"}``.
 
     Stops at the first failing notebook with :class:`NotebookFailed`; its partly executed copy is
-    kept in ``<run_dir>/failed/`` for inspection and the previous good copy is left in place.
+    kept in ``<run_dir>/failed/`` for inspection and the previous good copy is left in place. The preset's
+    shipped pipeline is verified against its SHA-256 first; a chapter is cached per weights.
     """
     import papermill
 
@@ -130,6 +139,7 @@ def execute_notebooks(
     executed_dir = root / (executed_dir or CHAPTERS_DIR)
     parameters = notebook_parameters(preset, data_dir, images_dir, run_dir)
     prepare_dataset(preset, data_dir, run_dir, images_dir)  # generate the phantom / validate real data once, up front
+    weights = shipped_weights(preset)
     names = chapter_notebooks(root)
     if only is not None:
         unknown = sorted(set(only) - set(names))
@@ -144,7 +154,7 @@ def execute_notebooks(
         if not source.is_file():
             raise FileNotFoundError(f"_toc.yml lists {CHAPTERS_DIR / name} but {source} does not exist")
         target = executed_dir / f"{name}.ipynb"
-        key = cache_key(source, parameters)
+        key = cache_key(source, {**parameters, "shipped weights": weights})
         if not force and _cached_key(target) == key:
             status[name] = "cached"
             continue

@@ -79,6 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--scale", type=float, default=1.0, help="conditioning scale of every control")
     sample.add_argument("--out", help="output folder (default <run-dir>/samples/<mode>)")
 
+    ship = _with_data_options(
+        commands.add_parser("ship", help="export a trained run as a shipped checkpoint: curves, manifest, SHA-256")
+    )
+    ship.add_argument("--out", required=True, help="the checkpoint folder to write (e.g. weights/phantom-64)")
+    ship.add_argument("--recipe", required=True, help="the shell script whose commands trained the run")
+    ship.add_argument("--curve-readings", type=int, default=32, help="readings per point of the adherence curves")
+
     data = commands.add_parser("data", help="data set tools")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     phantom = data_commands.add_parser("phantom", help="write the phantom data set in the REFLACX layout")
@@ -96,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return _train(args)
     if args.command == "sample":
         return _sample(args)
+    if args.command == "ship":
+        return _ship(args)
     return _phantom(args)
 
 
@@ -185,6 +194,30 @@ def _sample(args: argparse.Namespace) -> int:
         return 0
 
     return _on_dataset(args, "sample", run)
+
+
+def _ship(args: argparse.Namespace) -> int:
+    from radgazegen.data.phantom import phantom_manifest
+    from radgazegen.evaluation.curves import training_curves
+    from radgazegen.evaluation.study import Study
+    from radgazegen.models.shipped import export
+
+    recipe = Path(args.recipe)
+    if not recipe.is_file():
+        print(f"radgazegen ship: {recipe}: no such file (the script that trained the run)", file=sys.stderr)
+        return 1
+    commands = [line for line in recipe.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+    def run(preset, run_dir, dataset, device) -> int:
+        study = Study(preset, run_dir, dataset, device=device)
+        curves = training_curves(study, readings=args.curve_readings)
+        prompts = [case.transcription() for case in list(dataset)[:8]]
+        out = export(run_dir, preset, args.out, commands=commands, curves=curves, prompts=prompts,
+                     dataset=phantom_manifest(dataset.root))  # fmt: skip
+        print(f"shipped checkpoint: {out}")
+        return 0
+
+    return _on_dataset(args, "ship", run)
 
 
 def _phantom(args: argparse.Namespace) -> int:

@@ -96,6 +96,8 @@ class Preset:
     sampling: SamplingSettings
     controls: tuple[str, ...]  # the generator's controls: Rad-CN group, HVA-CN (gaze), and our texture map
     evaluation: EvaluationSettings
+    hva: str = "gaze"  # the HVA-CN control of the paper's configurations: "gaze" (whole reading) or "gaze_findings"
+    pipeline: str = ""  # the saved pipeline chapters 04-09 sample by default ("": the networks chapter 03 trains)
 
 
 _GENERATOR_CONTROLS = ("canny", "lungs", "gaze", "texture:glcm_Contrast")
@@ -125,12 +127,13 @@ PRESETS: dict[str, Preset] = {
             EvaluationSettings(conditions=32, diversity_pairs=8, sampling_steps=8, tail_samples=12, bootstrap=500, test_cases=200,
                                segmenter_epochs=20,
                                classifier=ClassifierSettings((2, 4, 8, 6), image_size=64, epochs=15, batch_size=32)),
+            pipeline="weights/phantom-64",
         ),
         Preset(
             "shipped", "the shipped phantom checkpoint weights/phantom-64: the cpu model trained until its curves flatten",
             0, 600, (576, 480), 64, "auto",
             ModelSettings((32, 64, 128), (False, False, True)),
-            TrainSettings(base_steps=3000, controlnet_steps=2000, batch_size=8, base_learning_rate=1e-3,
+            TrainSettings(base_steps=3000, controlnet_steps=1200, batch_size=8, base_learning_rate=1e-3,
                           controlnet_learning_rate=5e-4, checkpoint_every=250, validate_every=250,
                           ema_decay=0.999, snapshots=True),
             SamplingSettings(steps=25, guidance_scale=2.0),

@@ -26,7 +26,7 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from radgazegen.controls.lungs import dice, segment_lungs
-from radgazegen.controls.registry import TEXTURE_PREFIX, ControlInputs, ControlRegistry
+from radgazegen.controls.registry import TEXTURE_PREFIX, ControlInputs, ControlRegistry, is_gaze
 from radgazegen.evaluation.segmenter import FindingSegmenter
 from radgazegen.models.hypotheses import gaze_region
 
@@ -142,7 +142,7 @@ def adherence(
     ``tolerance`` in px) and ``ssim``, each next to the ``correlation``.
     """
     images = np.asarray(images, np.float64)
-    located = segmenter.masks(images) if segmenter is not None and "gaze" in given else None
+    located = segmenter.masks(images) if segmenter is not None and any(is_gaze(name) for name in given) else None
     rows = []
     refit = [name for name in given if name in CORRELATED or name.startswith(TEXTURE_PREFIX)]
     for k, image in enumerate(images):
@@ -158,7 +158,7 @@ def adherence(
                     ]
             elif name == "lungs":
                 rows.append((k, name, "dice", dice(target >= 0.5, segment_lungs(image))))
-            elif name == "gaze" and (has_finding is None or has_finding[k]):
+            elif is_gaze(name) and (has_finding is None or has_finding[k]):
                 if located is not None:
                     scores = gaze_adherence(located[k], target)
                     rows += [(k, name, "finding share", scores["finding_share"]),

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from radgazegen.controls.registry import TEXTURE_PREFIX
+from radgazegen.controls.registry import GAZE_CONTROLS, TEXTURE_PREFIX, is_gaze
 from radgazegen.data.images import load_image, save_png16
 from radgazegen.data.reflacx import ReflacxCase, ReflacxDataset
 from radgazegen.io import write_json_atomic
@@ -42,24 +42,29 @@ class Configuration:
     controls: tuple[str, ...]
 
 
-def configurations(pipe: RadGazeGenPipeline) -> list[Configuration]:
+def configurations(pipe: RadGazeGenPipeline, hva: str = "gaze") -> list[Configuration]:
     """The paper's baselines and ablations that this pipeline's networks can make, in table order.
 
-    Rad-CN is every radiomics-group control except our texture maps; HVA-CN is the gaze ControlNet.
+    Rad-CN is every radiomics-group control except our texture maps; HVA-CN is the ControlNet of gaze
+    control ``hva`` (``gaze``, the whole reading's heatmap, or ``gaze_findings``); the configurations
+    keep their names (``gaze``, ``both``, ...) whichever it is, and their labels say which.
     """
+    if not is_gaze(hva):
+        raise ValueError(f"hva must be a gaze control ({', '.join(GAZE_CONTROLS)}), got {hva!r}")
     multi = list(pipe.controls_of("multi")) if "multi" in pipe.modes else []
-    rad = tuple(c for c in multi if c != "gaze" and not c.startswith(TEXTURE_PREFIX))
+    rad = tuple(c for c in multi if not is_gaze(c) and not c.startswith(TEXTURE_PREFIX))
     texture = tuple(c for c in multi if c.startswith(TEXTURE_PREFIX))
+    which = "" if hva == "gaze" else ", gaze while findings were named"
     found = [Configuration("text", "SD text only", TEXT_ONLY, ())]
     if rad:
         found.append(Configuration("rad", "Rad-CN only", "multi", rad))
-    if "gaze" in multi:
-        found.append(Configuration("gaze", "HVA-CN only (single ControlNet)", "multi", ("gaze",)))
-    if rad and "gaze" in multi:
-        found.append(Configuration("both", "RadGazeGen: Rad-CN + HVA-CN (paper)", "multi", (*rad, "gaze")))
+    if hva in multi:
+        found.append(Configuration("gaze", f"HVA-CN only (single ControlNet{which})", "multi", (hva,)))
+    if rad and hva in multi:
+        found.append(Configuration("both", f"RadGazeGen: Rad-CN + HVA-CN (paper{which})", "multi", (*rad, hva)))
         if texture:
-            found.append(Configuration("both+texture", "Rad-CN + HVA-CN + texture maps (ours)", "multi",
-                                       (*rad, "gaze", *texture)))  # fmt: skip
+            found.append(Configuration("both+texture", f"Rad-CN + HVA-CN + texture maps (ours{which})", "multi",
+                                       (*rad, hva, *texture)))  # fmt: skip
     if FUSED in pipe.modes:
         found.append(Configuration("fused", "fused ControlNet, all controls (ours)", FUSED,
                                    tuple(pipe.controls_of(FUSED))))  # fmt: skip

@@ -80,7 +80,7 @@ class Study:
 
     @cached_property
     def configurations(self) -> list[bank.Configuration]:
-        return bank.configurations(self.pipe)
+        return bank.configurations(self.pipe, self.preset.hva)
 
     def configuration(self, name: str) -> bank.Configuration:
         for found in self.configurations:

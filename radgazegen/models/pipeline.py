@@ -293,10 +293,11 @@ class RadGazeGenPipeline:
         leaves the previous pipeline (or nothing), never half of one.
         """
         with atomic_dir(folder) as staging:
-            self._write(staging)
+            self.write_components(staging)
         return Path(folder)
 
-    def _write(self, folder: Path) -> None:
+    def write_components(self, folder: Path) -> None:
+        """Every component and ``pipeline.json`` into an existing (staging) ``folder``."""
         self.unet.save_pretrained(folder / "unet", safe_serialization=True)
         self.scheduler.save_pretrained(folder / "scheduler")
         save_text_encoder(self.tokenizer, self.text_encoder, folder)

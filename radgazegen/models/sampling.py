@@ -22,11 +22,21 @@ TEXT_ONLY = "text"  # sampling mode without any control: the SD-text-only baseli
 def load_pipeline(
     preset: Preset, run_dir: str | Path, pipeline: str | Path | None = None, device: str = "cpu"
 ) -> RadGazeGenPipeline:
-    """A saved pipeline folder, else the one the run's checkpoints make; fp16 on CUDA when the preset trains in fp16."""
+    """The saved pipeline :func:`~radgazegen.models.shipped.pipeline_folder` picks, else the run's networks.
+
+    A shipped folder (one with a manifest) is verified against its SHA-256 first and loaded in float32;
+    fp16 on CUDA when the preset trains in fp16.
+    """
+    from radgazegen.models.shipped import MANIFEST, load_shipped, pipeline_folder
     from radgazegen.models.train import pipeline_from_run
 
-    pipe = (RadGazeGenPipeline.from_pretrained(pipeline, scheduler=preset.sampling.scheduler) if pipeline
-            else pipeline_from_run(run_dir, preset))  # fmt: skip
+    folder = pipeline_folder(preset, pipeline)
+    if folder is None:
+        pipe = pipeline_from_run(run_dir, preset)
+    elif (folder / MANIFEST).is_file():
+        pipe = load_shipped(folder, scheduler=preset.sampling.scheduler)
+    else:
+        pipe = RadGazeGenPipeline.from_pretrained(folder, scheduler=preset.sampling.scheduler)
     half = device.startswith("cuda") and preset.train.mixed_precision == "fp16"
     return pipe.to(device, torch.float16 if half else None)
 

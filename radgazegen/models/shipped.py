@@ -1,0 +1,162 @@
+"""The shipped phantom checkpoint: a trained run exported as a pipeline folder with its manifest, and its check.
+
+``weights/phantom-64/`` is a :meth:`~radgazegen.models.pipeline.RadGazeGenPipeline.save_pretrained` folder
+(safetensors, stored in float16 when that changes samples by less than :data:`FP16_TOLERANCE`; loaded
+back in float32 on a CPU) with ``manifest.json``: the commands that trained it, the preset, steps, seed,
+hardware and wall time of every network, their final losses, the training curves
+(:mod:`radgazegen.evaluation.curves`, also as ``curves.csv``) and a SHA-256 per file, which
+:func:`verify` checks (``radgazegen book`` does before it executes a chapter).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from radgazegen.errors import MissingWeightsError
+from radgazegen.io import atomic_dir, write_json_atomic
+from radgazegen.models.pipeline import RadGazeGenPipeline
+from radgazegen.models.train import pipeline_from_run
+from radgazegen.presets import Preset
+from radgazegen.runs import hardware, read_manifest, versions
+
+SHIPPED = Path("weights") / "phantom-64"
+"""The shipped checkpoint's folder, relative to the repository root."""
+REPOSITORY = Path(__file__).resolve().parents[2]
+"""The repository root of an editable install (where ``weights/`` lives)."""
+RUN_NETWORKS = "run"
+"""``pipeline_dir`` value that asks for the run's own trained networks even where the preset names a pipeline."""
+MANIFEST = "manifest.json"
+CURVES = "curves.csv"
+FP16_TOLERANCE = 2 / 255
+"""Largest mean absolute pixel difference (images in [0, 1]) float16 weights may make to be stored as such."""
+
+
+class ChecksumError(MissingWeightsError):
+    """A shipped file is missing, unlisted or differs from the SHA-256 its manifest records."""
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_digests(folder: str | Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` but the manifest, by POSIX path relative to it."""
+    folder = Path(folder)
+    return {path.relative_to(folder).as_posix(): sha256(path) for path in sorted(folder.rglob("*"))
+            if path.is_file() and path.name != MANIFEST}  # fmt: skip
+
+
+def verify(folder: str | Path) -> dict:
+    """The manifest of a shipped folder whose every file matches its SHA-256; else :class:`ChecksumError` naming the file."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise ChecksumError(f"{path}: missing (not a shipped checkpoint folder)")
+    manifest = json.loads(path.read_text())
+    listed = manifest.get("sha256", {})
+    found = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST}
+    for name in sorted(set(listed) | found):
+        file = folder / name
+        if name not in listed:
+            raise ChecksumError(f"{file}: not listed in {path} (a file the checkpoint was not shipped with)")
+        if not file.is_file():
+            raise ChecksumError(f"{file}: missing (listed in {path})")
+        if sha256(file) != listed[name]:
+            raise ChecksumError(f"{file}: SHA-256 differs from {path} (a changed or corrupt weight file)")
+    return manifest
+
+
+@torch.no_grad()
+def fp16_difference(pipe: RadGazeGenPipeline, prompts: Sequence[str], steps: int, seed: int = 0) -> float:
+    """Mean absolute pixel difference between text-only samples of ``pipe`` and of its weights rounded to float16."""
+    def sample(p):
+        generators = [torch.Generator().manual_seed(seed + k) for k in range(len(prompts))]
+        return p(list(prompts), num_inference_steps=steps, generator=generators, progress=False).images
+
+    before = sample(pipe)
+    rounded = copy.deepcopy(pipe).to(dtype=torch.float16).to(dtype=torch.float32)
+    return float(np.abs(sample(rounded) - before).mean())
+
+
+def export(
+    run_dir: str | Path,
+    preset: Preset,
+    out: str | Path,
+    *,
+    commands: Sequence[str],
+    curves: pd.DataFrame | None = None,
+    prompts: Sequence[str] = (),
+    dataset: dict | None = None,
+) -> Path:
+    """Write the run's pipeline to ``out`` with its manifest (module docstring); returns ``out``.
+
+    ``commands``: the command lines that made the run; ``dataset``: what it was trained on (e.g. the
+    phantom's manifest); ``prompts`` sample the float16 check (none: the weights stay float32).
+    """
+    run = read_manifest(run_dir)
+    trained = run.get("training", {})
+    if "base" not in trained:
+        raise MissingWeightsError(f"{Path(run_dir) / 'manifest.json'}: no trained base model to ship")
+    pipe = pipeline_from_run(run_dir, preset)
+    difference = fp16_difference(pipe, prompts, preset.sampling.steps, preset.seed) if prompts else None
+    half = difference is not None and difference <= FP16_TOLERANCE
+    pipe.to(dtype=torch.float16 if half else torch.float32)
+    with atomic_dir(out) as staging:
+        pipe.write_components(staging)
+        if curves is not None:
+            curves.to_csv(staging / CURVES, index=False)
+        networks = {key: {k: entry.get(k) for k in ("steps", "seconds", "last_loss", "batch_size", "processes",
+                                                    "device", "parameters", "controls", "mode")}
+                    for key, entry in trained.items()}  # fmt: skip
+        write_json_atomic(staging / MANIFEST, {
+            "commands": list(commands), "preset": preset.name, "seed": preset.seed,
+            "dataset": dataset, "networks": networks,
+            "wall_seconds": round(sum(n["seconds"] or 0 for n in networks.values()), 1),
+            "hardware": next(iter(trained.values())).get("hardware", hardware()), "versions": versions(),
+            "dtype": "float16" if half else "float32", "fp16_mean_abs_difference": difference,
+            "curves": None if curves is None else curves.to_dict(orient="records"),
+            "sha256": file_digests(staging),
+        })  # fmt: skip
+    return Path(out)
+
+
+def pipeline_folder(preset: Preset, pipeline_dir: str | Path | None = None) -> Path | None:
+    """The saved pipeline to load: ``pipeline_dir``, else the preset's (``None``: the run's networks).
+
+    A relative preset pipeline is looked up in the working directory, then in the repository root;
+    ``pipeline_dir="run"`` (:data:`RUN_NETWORKS`) always means the run's networks.
+    """
+    if pipeline_dir:
+        return None if str(pipeline_dir) == RUN_NETWORKS else Path(pipeline_dir)
+    if not preset.pipeline:
+        return None
+    folder = Path(preset.pipeline)
+    for candidate in (folder, REPOSITORY / folder):
+        if candidate.is_dir():
+            return candidate
+    raise MissingWeightsError(
+        f"{folder}: the {preset.name!r} preset samples this shipped pipeline, which is not here nor in {REPOSITORY} "
+        f"(it is tracked in the repository's git; clone it, pass pipeline_dir, or {RUN_NETWORKS!r} to sample the "
+        "networks chapter 03 trains)"
+    )
+
+
+def load_shipped(folder: str | Path = SHIPPED, *, device: str = "cpu", scheduler: str = "unipc") -> RadGazeGenPipeline:
+    """The shipped pipeline, verified, in float32 (float16 on CUDA)."""
+    verify(folder)
+    dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
+    pipe = RadGazeGenPipeline.from_pretrained(folder, scheduler=scheduler, dtype=dtype).to(device)
+    pipe.source = Path(folder)
+    return pipe

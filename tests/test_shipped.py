@@ -1,0 +1,109 @@
+"""Training curves from weight snapshots, and the shipped checkpoint: export, SHA-256 check, loading back.
+
+One tiny run (smoke preset, snapshots on) trains the base model and the canny, gaze and gaze_findings
+ControlNets; the curves, the export and the HVA-CN choice are read from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from radgazegen.data.phantom import generate_phantom
+from radgazegen.data.reflacx import ReflacxDataset
+from radgazegen.evaluation import bank
+from radgazegen.evaluation.curves import training_curves
+from radgazegen.evaluation.study import Study
+from radgazegen.models.train import pipeline_from_run, snapshots, train
+from radgazegen.presets import get_preset
+from radgazegen.models.shipped import ChecksumError, export, load_shipped, verify
+
+SMOKE = get_preset("smoke")
+SNAPSHOTS = dataclasses.replace(SMOKE, train=dataclasses.replace(SMOKE.train, snapshots=True, validate_every=2),
+                                controls=("canny", "gaze", "gaze_findings"))  # fmt: skip
+CONTROLS = ["canny", "gaze", "gaze_findings"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
+    root = tmp_path_factory.mktemp("shipped")
+    dataset = ReflacxDataset(generate_phantom(root / "reflacx", n=12, seed=7, size=(192, 160), progress=False))
+    run_dir = root / "run"
+    train(SNAPSHOTS, run_dir, "base", dataset, progress=False)
+    train(SNAPSHOTS, run_dir, "controlnet", dataset, controls=CONTROLS, progress=False)
+    return Study(SNAPSHOTS, run_dir, dataset, progress=False)
+
+
+def test_snapshots_are_kept_at_every_validation(study: Study) -> None:
+    checkpoints = study.run_dir / "checkpoints"
+    assert list(snapshots(checkpoints / "base")) == [2, 4]
+    assert list(snapshots(checkpoints / "controlnet" / "gaze")) == [2, 3]
+    assert snapshots(checkpoints / "nothing") == {}
+
+
+def test_training_curves_start_from_the_text_only_model(study: Study) -> None:
+    curves = training_curves(study, readings=2)
+    base = curves[curves["network"] == "base"]
+    assert list(base["step"]) == [2, 4] and (base["value"] > 0).all()
+    for gaze in ("gaze", "gaze_findings"):
+        rows = curves[curves["network"] == gaze]
+        assert set(rows["step"]) == {0, 2, 3}
+        assert set(rows["metric"]) == {"finding share", "hit", "follows"}
+        assert rows[rows["step"] == 0]["metric"].tolist() == ["finding share", "hit", "follows"]
+    canny = curves[curves["network"] == "canny"]
+    assert set(canny["step"]) == {0, 2, 3} and set(canny["metric"]) == {"f1"}
+    assert canny["value"].between(0, 1).all()
+    cached = study.run_dir / "curves" / "gaze" / "step-000002" / "mirrored"
+    assert len(list(cached.glob("*.png"))) == 2
+    again = training_curves(study, readings=2)  # cached samples: the same numbers
+    np.testing.assert_allclose(again["value"].to_numpy(), curves["value"].to_numpy(), equal_nan=True)
+
+
+def test_the_hva_control_names_the_gaze_configurations(study: Study) -> None:
+    found = {c.name: c for c in bank.configurations(study.pipe, hva="gaze_findings")}
+    assert list(found) == ["text", "rad", "gaze", "both"]
+    assert found["rad"].controls == ("canny",) and found["both"].controls == ("canny", "gaze_findings")
+    assert "findings" in found["gaze"].label
+    assert bank.configurations(study.pipe)[2].controls == ("gaze",)
+    with pytest.raises(ValueError, match="gaze control"):
+        bank.configurations(study.pipe, hva="canny")
+
+
+def test_export_verify_and_load_back(study: Study, tmp_path: Path) -> None:
+    out = export(study.run_dir, SNAPSHOTS, tmp_path / "phantom-32", commands=["radgazegen train ..."],
+                 curves=None, prompts=["Heart size is normal."], dataset={"n": 12})  # fmt: skip
+    manifest = verify(out)
+    assert manifest["preset"] == "smoke" and manifest["commands"] == ["radgazegen train ..."]
+    assert set(manifest["networks"]) >= {"base"} and manifest["dtype"] in ("float16", "float32")
+    assert manifest["fp16_mean_abs_difference"] is not None
+    assert "unet/diffusion_pytorch_model.safetensors" in manifest["sha256"]
+    shipped = load_shipped(out)
+    assert shipped.unet.dtype == torch.float32 and sorted(shipped.controlnets) == sorted(CONTROLS)
+    trained = pipeline_from_run(study.run_dir, SNAPSHOTS)
+    prompt, generator = ["Heart size is normal."], lambda: [torch.Generator().manual_seed(0)]
+    ours = shipped(prompt, num_inference_steps=3, generator=generator(), progress=False).images
+    theirs = trained(prompt, num_inference_steps=3, generator=generator(), progress=False).images
+    assert np.abs(ours - theirs).mean() <= 2 / 255
+
+    weights = out / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    with pytest.raises(ChecksumError, match="diffusion_pytorch_model.safetensors: SHA-256 differs"):
+        load_shipped(out)
+    (out / "stray.txt").write_text("x")
+    with pytest.raises(ChecksumError, match="stray.txt: not listed"):
+        verify(out)
+    (out / "manifest.json").unlink()
+    with pytest.raises(ChecksumError, match="manifest.json: missing"):
+        verify(out)
+
+
+def test_export_refuses_a_run_without_a_base_model(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({"training": {}}))
+    with pytest.raises(Exception, match="no trained base model"):
+        export(tmp_path, SMOKE, tmp_path / "out", commands=[])
+    assert not (tmp_path / "out").exists()

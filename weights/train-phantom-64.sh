@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The recipe of the shipped phantom checkpoint weights/phantom-64 (preset `shipped`: the `cpu` model trained
+# until its adherence curves flatten). Every step resumes from its latest checkpoint: re-run after an interruption.
+# RUN (default runs/shipped) holds the data, checkpoints and snapshots; DEVICE: cpu, cuda or auto.
+set -euo pipefail
+RUN=${RUN:-runs/shipped}
+DEVICE=${DEVICE:-auto}
+R="--preset shipped --data $RUN/dataset --run-dir $RUN --device $DEVICE"
+[ -f "$RUN/dataset/phantom/manifest.json" ] || radgazegen data phantom --out "$RUN/dataset" --n 600 --seed 100
+radgazegen controls $R --controls canny lungs gaze gaze_findings texture:glcm_Contrast
+radgazegen train $R --stage base
+for control in gaze_findings gaze canny lungs texture:glcm_Contrast; do
+  radgazegen train $R --stage controlnet --controls "$control"
+done
+radgazegen train $R --stage controlnet --mode fused --controls canny lungs gaze_findings texture:glcm_Contrast
+radgazegen ship $R --out weights/phantom-64 --recipe weights/train-phantom-64.sh
