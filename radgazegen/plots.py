@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -285,5 +286,62 @@ def ablation_heatmap(table: pd.DataFrame) -> plt.Figure:
                 yticklabels=table.index, annot_kws={"fontsize": 7})  # fmt: skip
     ax.set_xticklabels(ax.get_xticklabels(), rotation=40, ha="right", fontsize=8)
     ax.set_title("colour: column-wise min (dark) to max (bright)", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def placement_figure(panels, arms: Sequence[str] | None = None, size: float = 1.9) -> plt.Figure:
+    """One reading under every gaze move (columns): the moved target gaze, then each arm's image.
+
+    ``panels``: :class:`radgazegen.evaluation.placement.ReadingPanels`. The target's gaze region is outlined in
+    orange and the finding the segmenter located in cyan, so a finding that follows the gaze moves from column to
+    column with the orange outline; an arm that cannot see the gaze (text only, Rad-CN) draws the same image in
+    every column.
+    """
+    arms = [arm for arm in (arms or panels.images) if arm in panels.images]
+    moves = list(panels.targets)
+    figure, axes = plt.subplots(len(arms) + 1, len(moves), figsize=(len(moves) * size, (len(arms) + 1) * size),
+                                squeeze=False)  # fmt: skip
+    for c, how in enumerate(moves):
+        rows = [("target gaze", panels.targets[how], "magma", None)]
+        rows += [(arm, panels.images[arm][how], "gray", panels.findings[arm][how]) for arm in arms]
+        for r, (label, image, cmap, finding) in enumerate(rows):
+            ax = axes[r, c]
+            ax.imshow(image, cmap=cmap, vmin=0, vmax=1)
+            ax.contour(panels.regions[how], levels=[0.5], colors="tab:orange", linewidths=1)
+            if finding is not None and finding.any():
+                ax.contour(finding, levels=[0.5], colors="cyan", linewidths=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if r == 0:
+                ax.set_title(f"gaze {how}", fontsize=8)
+    figure.suptitle(textwrap.shorten(f"{panels.finding}: “{panels.prompt}”", 110), fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def training_curves_plot(curves: pd.DataFrame) -> plt.Figure:
+    """One panel per network of :func:`radgazegen.evaluation.curves.training_curves`: each metric against the step.
+
+    A ControlNet's step-0 value (the text-only model, which ignores the control) is drawn as a dashed line of
+    the same colour: a curve that rises above it (below, for MAE) is the control being learned.
+    """
+    networks = list(dict.fromkeys(curves["network"]))
+    figure, axes = plt.subplots(1, len(networks), figsize=(3.0 * len(networks), 2.8), squeeze=False)
+    for ax, network in zip(axes[0], networks, strict=True):
+        rows = curves[curves["network"] == network]
+        for metric in dict.fromkeys(rows["metric"]):
+            part = rows[rows["metric"] == metric].sort_values("step")
+            trained = part[part["step"] > 0]
+            line = ax.plot(trained["step"], trained["value"], "o-", markersize=3, label=metric)[0]
+            baseline = part[part["step"] == 0]["value"]
+            if len(baseline):
+                ax.axhline(float(baseline.iloc[0]), color=line.get_color(), linestyle="--", linewidth=0.8)
+        ax.set_title(network, fontsize=9)
+        ax.set_xlabel("training step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
     figure.tight_layout()
     return figure

@@ -64,6 +64,9 @@ def test_verdicts_follow_the_interval_and_the_claimed_side() -> None:
     assert verdict(Estimate(-1.0, -2.0, -0.5, 10), HIGHER) == NOT_SUPPORTED
     assert verdict(Estimate(0.1, -0.2, 0.4, 10), HIGHER) == UNDECIDED
     assert verdict(Estimate(0.1, float("nan"), float("nan"), 2), HIGHER) == UNDECIDED
+    assert verdict(Estimate(2.6, 2.1, 3.0, 10), HIGHER, threshold=2) == SUPPORTED  # a ratio that must reach 2x
+    assert verdict(Estimate(2.6, 1.9, 3.0, 10), HIGHER, threshold=2) == UNDECIDED
+    assert verdict(Estimate(0.7, 0.65, 0.8, 10), LOWER, threshold=0.6) == NOT_SUPPORTED
     with pytest.raises(ValueError, match="better"):
         verdict(Estimate(0.0, 0.0, 0.0, 1), "bigger")
 
@@ -201,6 +204,8 @@ def test_retrained_weights_in_the_same_folder_are_sampled_afresh(study: Study, t
 
 def test_placement_protocol_moves_the_gaze_for_gaze_arms_only(study: Study) -> None:
     from radgazegen.evaluation.placement import MOVES, placement_claims, placement_summary
+    from radgazegen.evaluation.results import placement_view
+    from radgazegen.plots import placement_figure
 
     result = protocols.placement_protocol(study)
     assert [arm.name for arm in result.arms] == ["text", "rad", "gaze", "both"]
@@ -215,8 +220,46 @@ def test_placement_protocol_moves_the_gaze_for_gaze_arms_only(study: Study) -> N
     _check_claims(placement_claims(table, n_boot=50), "placement")
     summary = placement_summary(table, n_boot=50)
     assert {"mean", "difference", "ratio"} <= set(summary.columns)
+    pd.testing.assert_frame_equal(result.summary(n_boot=50), summary)
+    view = placement_view(summary)
+    assert list(view.index) == ["text", "rad", "gaze", "both"] and "follows" in view.columns
+    for _, row in summary[summary["arm"] != "text"].iterrows():  # each paired estimate is shown with its interval
+        cell = view.loc[row["arm"], row["metric"]]
+        assert ("×text" in cell) == pd.notna(row.get("ratio"))
+    made = pd.DataFrame([{"arm": "text", "metric": "hit", "mean": 0.2},
+                         {"arm": "gaze", "metric": "hit", "mean": 0.5, "difference": 0.3, "difference low": 0.1,
+                          "difference high": 0.5, "ratio": 2.5, "ratio low": 1.5, "ratio high": 4.0}])  # fmt: skip
+    assert placement_view(made).loc["gaze", "hit"] == "0.500; −text 0.300 [0.100, 0.500]; ×text 2.500 [1.500, 4.000]"
+    panels = result.panels(1)
+    assert panels.prompt == result.cohort.prompts[1] and set(panels.targets) == set(MOVES)
+    np.testing.assert_array_equal(panels.images["text"]["mirrored"], result.images["text"]["original"][1])
+    np.testing.assert_array_equal(panels.images["gaze"]["mirrored"], result.images["gaze"]["mirrored"][1])
+    np.testing.assert_array_equal(panels.targets["mirrored"], panels.targets["original"][:, ::-1])
+    assert panels.findings["gaze"]["shifted"].dtype == bool and panels.regions["original"].any()
+    figure = placement_figure(panels)
+    assert len(figure.axes) == 3 * 5  # three moves; the target row and four arms
     cached = study.run_dir / "samples" / "placement" / "gaze" / "mirrored"
     stamp = {p.name: p.stat().st_mtime_ns for p in cached.glob("*.png")}
     again = protocols.placement_protocol(study)  # a second run reads the cached images
     assert {p.name: p.stat().st_mtime_ns for p in cached.glob("*.png")} == stamp
     pd.testing.assert_frame_equal(again.table, table)
+
+
+def test_results_page_leads_with_the_placement_figure_and_claims(study: Study, tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from radgazegen.evaluation.claims import claims_frame
+    from radgazegen.evaluation.results import PLACEMENT_FIGURE, write_results_tables
+
+    result = protocols.placement_protocol(study)
+    study.save_table("placement", result.summary(n_boot=20).set_index("arm"))
+    study.save_table("claims_placement", claims_frame(result.claims(n_boot=20)))
+    plt.figure().savefig(study.run_dir / "metrics" / PLACEMENT_FIGURE)
+    page = write_results_tables(tmp_path, study.run_dir)
+    text = page.read_text()
+    assert (page.parent / PLACEMENT_FIGURE).is_file()
+    assert text.index(f"]({PLACEMENT_FIGURE})") < text.index("The paper's claims") < text.index("Gaze placement")
+    claims_rows = text[text.index("The paper's claims") : text.index("### Gaze placement")]
+    placement_row = claims_rows.index("| the finding goes where the radiologist looked |")
+    if "closer to real images" in claims_rows:  # saved by the quality test: placement claims come first
+        assert placement_row < claims_rows.index("closer to real images")

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -107,3 +108,29 @@ def test_export_refuses_a_run_without_a_base_model(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="no trained base model"):
         export(tmp_path, SMOKE, tmp_path / "out", commands=[])
     assert not (tmp_path / "out").exists()
+
+
+def test_a_preset_pipeline_is_found_verified_and_sampled_by_default(study: Study, tmp_path: Path) -> None:
+    from radgazegen.book import shipped_weights
+    from radgazegen.errors import MissingWeightsError
+    from radgazegen.models.sampling import load_pipeline, sample_readings
+    from radgazegen.models.shipped import pipeline_folder
+    from radgazegen.plots import training_curves_plot
+
+    out = export(study.run_dir, SNAPSHOTS, tmp_path / "shipped", commands=["x"], curves=training_curves(study, readings=2))
+    assert len(training_curves_plot(pd.read_csv(out / "curves.csv")).axes) == 1 + len(CONTROLS)
+    preset = dataclasses.replace(SNAPSHOTS, pipeline=str(out))
+    assert pipeline_folder(preset) == out and pipeline_folder(preset, "run") is None
+    assert pipeline_folder(SNAPSHOTS) is None and pipeline_folder(SNAPSHOTS, tmp_path / "other") == tmp_path / "other"
+    with pytest.raises(MissingWeightsError, match="nowhere-64: the 'smoke' preset samples this shipped pipeline"):
+        pipeline_folder(dataclasses.replace(SNAPSHOTS, pipeline="nowhere-64"))
+    pipe = load_pipeline(preset, tmp_path / "empty-run")  # the preset's pipeline: no run needed
+    assert pipe.source == out and sorted(pipe.controlnets) == sorted(CONTROLS)
+    assert shipped_weights(preset) == verify(out)["sha256"] and shipped_weights(SNAPSHOTS) is None
+    cases = list(study.dataset)[:2]
+    controlled = sample_readings(pipe, cases, controls=["canny", "gaze"], data_root=study.dataset.root, steps=2)
+    text_only = sample_readings(pipe, cases, data_root=study.dataset.root, steps=2)
+    assert controlled.shape == text_only.shape == (2, 32, 32) and np.abs(controlled - text_only).max() > 0
+    (out / "scheduler" / "scheduler_config.json").write_text("{}")
+    with pytest.raises(ChecksumError, match="scheduler_config.json: SHA-256 differs"):
+        shipped_weights(preset)

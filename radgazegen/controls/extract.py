@@ -63,19 +63,9 @@ def extract_controls(
         missing = [name for name in names if not _path(folder, settings, name, case.id).is_file()]
         if not missing:
             continue
-        image, _ = load_image(case.image_path)
-        fixations = words = findings = None
-        if any(is_gaze(name) for name in missing):
-            with warnings.catch_warnings():  # counted and reported once below, not once per case
-                warnings.simplefilter("ignore", DroppedFixationsWarning)
-                fixations = case.fixations()
-            dropped += fixations.attrs["dropped"].total
-        if "gaze_findings" in missing:
-            words, findings = case.words(), finding_keywords(case)
-        lungs = None
-        if "lungs" in missing:
-            lungs = lung_mask(case.dicom_id, image, data_root=dataset.root, mask_dir=lung_dir)[0]
-        inputs = ControlInputs(image=image, fixations=fixations, lungs=lungs, words=words, findings=findings)
+        inputs = case_inputs(case, missing, data_root=dataset.root, lung_dir=lung_dir)
+        if inputs.fixations is not None:
+            dropped += inputs.fixations.attrs["dropped"].total
         for name, values in raw_controls(missing, inputs, settings, device=device).items():
             path = _path(folder, settings, name, case.id)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +85,30 @@ def extract_controls(
                                  "dropped_fixations": dropped}  # fmt: skip
     write_json_atomic(folder / "registry.json", data)
     return registry
+
+
+def case_inputs(
+    case: ReflacxCase, names: Sequence[str], *, data_root: str | Path | None = None, lung_dir: str | Path | None = None
+) -> ControlInputs:
+    """What one case's controls ``names`` are computed from: its image, and its fixations, lungs, words and findings
+    where a control needs them (dropped fixations are counted in ``fixations.attrs``, not warned about)."""
+    image, _ = load_image(case.image_path)
+    fixations = words = findings = None
+    if any(is_gaze(name) for name in names):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DroppedFixationsWarning)
+            fixations = case.fixations()
+    if "gaze_findings" in names:
+        words, findings = case.words(), finding_keywords(case)
+    lungs = lung_mask(case.dicom_id, image, data_root=data_root, mask_dir=lung_dir)[0] if "lungs" in names else None
+    return ControlInputs(image=image, fixations=fixations, lungs=lungs, words=words, findings=findings)
+
+
+def case_controls(
+    case: ReflacxCase, names: Sequence[str], registry: ControlRegistry, *, data_root: str | Path | None = None
+) -> dict[str, np.ndarray]:
+    """One case's controls ``names`` computed in memory and normalised by ``registry`` (nothing cached)."""
+    return registry.controls(list(names), case_inputs(case, names, data_root=data_root))
 
 
 def finding_keywords(case: ReflacxCase) -> dict[str, tuple[str, ...]]:

@@ -30,14 +30,15 @@ COLUMNS = ("protocol", "claim", "metric", "comparison", "better", "difference", 
            "verdict")  # fmt: skip
 
 
-def verdict(estimate: Estimate, better: str) -> str:
-    """:data:`SUPPORTED`, :data:`NOT_SUPPORTED` or :data:`UNDECIDED` for a difference whose ``better`` side is the claim's."""
+def verdict(estimate: Estimate, better: str, threshold: float = 0.0) -> str:
+    """:data:`SUPPORTED`, :data:`NOT_SUPPORTED` or :data:`UNDECIDED` for an estimate whose ``better`` side of
+    ``threshold`` (0 for a difference; e.g. 2 for a ratio that must reach 2x) is the claim's."""
     if better not in (LOWER, HIGHER):
         raise ValueError(f"better must be {LOWER!r} or {HIGHER!r}, got {better!r}")
     if not (math.isfinite(estimate.low) and math.isfinite(estimate.high)):
         return UNDECIDED
-    favourable = estimate.high < 0 if better == LOWER else estimate.low > 0
-    unfavourable = estimate.low > 0 if better == LOWER else estimate.high < 0
+    favourable = estimate.high < threshold if better == LOWER else estimate.low > threshold
+    unfavourable = estimate.low > threshold if better == LOWER else estimate.high < threshold
     return SUPPORTED if favourable else NOT_SUPPORTED if unfavourable else UNDECIDED
 
 

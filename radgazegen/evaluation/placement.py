@@ -40,12 +40,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 from tqdm.auto import tqdm
 
-from radgazegen.controls.extract import finding_keywords
-from radgazegen.controls.lungs import lung_mask
-from radgazegen.controls.registry import ControlInputs, ControlRegistry, is_gaze
+from radgazegen.controls.extract import case_controls
+from radgazegen.controls.registry import ControlRegistry, is_gaze
 from radgazegen.data.images import load_image, save_png16
 from radgazegen.data.reflacx import ReflacxCase
 from radgazegen.data.reports import strip_locations
@@ -147,9 +145,9 @@ def placement_cohort(
     ids, prompts, findings, shifts = [], [], [], []
     targets, gaze, anatomy = [], {name: [] for name in gaze_controls}, {name: [] for name in rad_controls}
     donor_root = donor_root if donor_root is not None else data_root
-    donor_maps = [_controls(case, list(rad_controls), registry, donor_root) for case in donors] if rad_controls else []
+    donor_maps = [case_controls(case, list(rad_controls), registry, data_root=donor_root) for case in donors] if rad_controls else []
     for k, case in enumerate(tqdm(readings, desc="placement readings", unit="reading", disable=not progress)):
-        maps = _controls(case, [*gaze_controls, "lungs"], registry, data_root)
+        maps = case_controls(case, [*gaze_controls, "lungs"], registry, data_root=data_root)
         target = maps[TARGET]
         if target.max() <= 0:
             raise ValueError(f"{case.folder}: no gaze while the finding was named (no fixation in its sentences)")
@@ -170,19 +168,6 @@ def placement_cohort(
         {name: np.stack(maps) for name, maps in anatomy.items() if maps},
         np.array(shifts, int),
     )  # fmt: skip
-
-
-def _controls(case: ReflacxCase, names: list[str], registry: ControlRegistry, data_root) -> dict[str, np.ndarray]:
-    image, _ = load_image(case.image_path)
-    needs_gaze = any(is_gaze(n) for n in names)
-    inputs = ControlInputs(
-        image=image,
-        fixations=case.fixations() if needs_gaze else None,
-        lungs=lung_mask(case.dicom_id, image, data_root=data_root)[0] if "lungs" in names else None,
-        words=case.words() if TARGET in names else None,
-        findings=finding_keywords(case) if TARGET in names else None,
-    )
-    return registry.controls(names, inputs)
 
 
 def zone_shift(target: np.ndarray, lungs: np.ndarray) -> int:
@@ -370,7 +355,28 @@ def placement_claims(table: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) 
     return claims
 
 
-def target_region(target: np.ndarray) -> np.ndarray:
-    """The target's gaze region (for figures): :func:`~radgazegen.models.hypotheses.gaze_region`, outlined."""
-    region = gaze_region(target)
-    return region & ~ndimage.binary_erosion(region)
+@dataclass
+class ReadingPanels:
+    """One reading of the protocol for a figure: the prompt, the moved target and every arm's image and finding."""
+
+    prompt: str
+    finding: str
+    targets: dict[str, np.ndarray]  # move -> (S, S) target heatmap
+    regions: dict[str, np.ndarray]  # move -> (S, S) bool, the target's gaze region
+    images: dict[str, dict[str, np.ndarray]]  # arm -> move -> (S, S); arms without gaze repeat their one image
+    findings: dict[str, dict[str, np.ndarray]]  # arm -> move -> (S, S) bool, the located finding
+
+
+def reading_panels(
+    cohort: PlacementCohort, images: Mapping[str, Mapping[str, np.ndarray]], k: int, segmenter
+) -> ReadingPanels:
+    """Reading ``k`` of ``images[arm][move]`` under every move, with its findings located by ``segmenter``."""
+    panels: dict[str, dict[str, np.ndarray]] = {}
+    found: dict[str, dict[str, np.ndarray]] = {}
+    for arm, per_move in images.items():
+        panels[arm] = {how: per_move.get(how, per_move["original"])[k] for how in MOVES}
+        masks = {how: segmenter.masks(per_move[how][k : k + 1])[0] for how in per_move}
+        found[arm] = {how: masks.get(how, masks["original"]) for how in MOVES}
+    targets = {how: move(cohort.targets[k], how, cohort.shifts[k]) for how in MOVES}
+    regions = {how: gaze_region(target) for how, target in targets.items()}
+    return ReadingPanels(cohort.prompts[k], cohort.findings[k], targets, regions, panels, found)

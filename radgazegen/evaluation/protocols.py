@@ -556,6 +556,25 @@ class Placement:
     arms: list
     images: dict[str, dict[str, np.ndarray]]
     table: pd.DataFrame
+    segmenter: object  # the FindingSegmenter that located the findings
+
+    def panels(self, k: int = 0):
+        """Reading ``k`` for a figure (:func:`radgazegen.evaluation.placement.reading_panels`)."""
+        from radgazegen.evaluation.placement import reading_panels
+
+        return reading_panels(self.cohort, self.images, k, self.segmenter)
+
+    def summary(self, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+        """Per arm and metric: mean, paired difference and ratio against text only with 95% intervals."""
+        from radgazegen.evaluation.placement import placement_summary
+
+        return placement_summary(self.table, n_boot=n_boot, seed=seed)
+
+    def claims(self, *, n_boot: int = 1000, seed: int = 0) -> list[Claim]:
+        """Each gaze arm against text only, paired over the readings (:func:`~radgazegen.evaluation.placement.placement_claims`)."""
+        from radgazegen.evaluation.placement import placement_claims
+
+        return placement_claims(self.table, n_boot=n_boot, seed=seed)
 
 
 def placement_readings(study: Study):
@@ -628,4 +647,4 @@ def placement_protocol(study: Study, *, steps: int | None = None) -> Placement:
     if segmenter is None:
         raise ValueError("the placement protocol locates findings with the phantom-trained segmenter; "
                          "this run's data set has no ground-truth finding masks")  # fmt: skip
-    return Placement(cohort, arms, images, placement_table(images, cohort, segmenter))
+    return Placement(cohort, arms, images, placement_table(images, cohort, segmenter), segmenter)

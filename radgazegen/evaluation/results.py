@@ -7,11 +7,12 @@ writes from ``<run_dir>/metrics/*.csv`` (the tables chapters 05-09 save) before 
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
 
-from radgazegen.io import write_text_atomic
+from radgazegen.io import atomic_path, write_text_atomic
 from radgazegen.runs import read_manifest
 
 RESULTS_TABLES = Path("book") / "chapters" / "results_tables.md"
@@ -58,8 +59,10 @@ def _kid(row: pd.Series) -> str:
     return _cell(row["KID (CXR)"]) if std is None or pd.isna(std) else f"{_cell(row['KID (CXR)'])} ± {_cell(std)}"
 
 
-CLAIMS_FILES = ("claims_quality", "claims_classification", "claims_longtail", "claims_adherence")
-"""The claims each chapter saves (05, 06, 07, 08), in the order the results page lists them."""
+CLAIMS_FILES = ("claims_placement", "claims_quality", "claims_classification", "claims_longtail", "claims_adherence")
+"""The claims each chapter saves (08's gaze placement first, then 05, 06, 07, 08), in the order the results page lists them."""
+PLACEMENT_FIGURE = "placement.png"
+"""The gaze-placement figure chapter 08 saves in ``<run_dir>/metrics`` and the results page leads with."""
 
 
 def claims_table(run_dir: str | Path) -> pd.DataFrame | None:
@@ -82,6 +85,23 @@ def _claims(table: pd.DataFrame) -> pd.DataFrame:
     return shown.set_index("claim (paper)")
 
 
+def placement_view(table: pd.DataFrame) -> pd.DataFrame:
+    """The placement summary as text, arm x metric: mean; paired difference and ratio against text only [95% interval]."""
+    long = table.reset_index()
+    text = []
+    for _, row in long.iterrows():
+        parts = [_cell(row["mean"])]
+        if pd.notna(row.get("difference")) and row["arm"] != "text":
+            label = "mean" if row["metric"] == "follows" else "−text"
+            parts.append(f"{label} {_interval(row, 'difference')}")
+        if pd.notna(row.get("ratio")):
+            parts.append(f"×text {_interval(row, 'ratio')}")
+        text.append("; ".join(parts))
+    long["text"] = text
+    shown = long.pivot(index="arm", columns="metric", values="text")
+    return shown.reindex(list(dict.fromkeys(long["arm"])))[list(dict.fromkeys(long["metric"]))]
+
+
 def _classification(table: pd.DataFrame) -> pd.DataFrame:
     long = table.reset_index()
     shown = long.pivot(index="finding", columns="arm", values="auroc")
@@ -97,6 +117,7 @@ def _longtail(table: pd.DataFrame) -> pd.DataFrame:
 
 
 SECTIONS = (  # metrics file, index columns, chapter, heading, how the table is shown
+    ("placement", 1, 8, "Gaze placement: mean; paired difference and ratio against text only [95% interval]", placement_view),
     ("quality", 1, 5, "Quality and diversity", _quality),
     ("classification", 2, 6, "Classification with generated data: AUROC on held-out real images", _classification),
     ("longtail", 2, 7, "Long-tailed learning: accuracy [95% interval]", _longtail),
@@ -112,8 +133,10 @@ def results_tables(run_dir: str | Path) -> str:
     preset = next(
         (entry.get("preset") for entry in manifest.get("metrics", {}).values() if isinstance(entry, dict)), "?"
     )
-    parts = [f"Run `{run_dir.name}` (preset **{preset}**), rendered from the run's `metrics/*.csv` files.\n",
-             "### The paper's claims, decided by paired differences\n"]
+    parts = [f"Run `{run_dir.name}` (preset **{preset}**), rendered from the run's `metrics/*.csv` files.\n"]
+    if (run_dir / "metrics" / PLACEMENT_FIGURE).is_file():
+        parts.append(f"![One held-out reading, its gaze moved: where each arm draws the finding]({PLACEMENT_FIGURE})\n")
+    parts.append("### The paper's claims, decided by paired differences\n")
     claims = claims_table(run_dir)
     if claims is None:
         parts.append("*No claim decided yet: run chapters 5-8.*\n")
@@ -135,5 +158,9 @@ def results_tables(run_dir: str | Path) -> str:
 def write_results_tables(root: str | Path, run_dir: str | Path) -> Path:
     """Write the run's tables to ``<root>/book/chapters/results_tables.md`` (atomically)."""
     path = Path(root) / RESULTS_TABLES
+    figure = Path(run_dir) / "metrics" / PLACEMENT_FIGURE
+    if figure.is_file():
+        with atomic_path(path.parent / PLACEMENT_FIGURE) as tmp:
+            shutil.copyfile(figure, tmp)
     write_text_atomic(path, results_tables(run_dir))
     return path

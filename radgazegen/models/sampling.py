@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from radgazegen.controls.extract import load_controls
+from radgazegen.controls.extract import case_controls, load_controls
 from radgazegen.data.images import save_png16
 from radgazegen.data.reflacx import ReflacxCase, ReflacxDataset
 from radgazegen.models.pipeline import RadGazeGenPipeline
@@ -73,6 +73,28 @@ def sample_batch(
     return pipe([case.transcription() for case in cases], maps, mode=None if mode == TEXT_ONLY else mode,
                 control_scales=scales, num_inference_steps=steps or preset.sampling.steps,
                 guidance_scale=preset.sampling.guidance_scale, generator=generators, progress=False).images  # fmt: skip
+
+
+def sample_readings(
+    pipe: RadGazeGenPipeline,
+    cases: Sequence[ReflacxCase],
+    *,
+    controls: Sequence[str] = (),
+    data_root: str | Path | None = None,
+    steps: int = 25,
+    guidance_scale: float = 2.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """Images ``(len(cases), S, S)`` of ``pipe`` with the cases' ``controls`` computed in memory at its own size.
+
+    Unlike :func:`sample_batch` nothing is read from a run directory, so two pipelines of different runs or sizes
+    sample the same readings alike (no controls: text only). Image ``k`` is seeded ``k``.
+    """
+    maps = [case_controls(case, controls, pipe.registry, data_root=data_root) for case in cases] if controls else []
+    given = {name: np.stack([m[name] for m in maps]) for name in controls}
+    return pipe([case.transcription() for case in cases], given, mode="multi" if controls else None,
+                num_inference_steps=steps, guidance_scale=guidance_scale,
+                generator=case_generators(seed, range(len(cases))), progress=False).images  # fmt: skip
 
 
 def sample_cases(

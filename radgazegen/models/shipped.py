@@ -132,6 +132,11 @@ def export(
     return Path(out)
 
 
+def find_shipped(folder: str | Path = SHIPPED) -> Path | None:
+    """``folder`` in the working directory, else in the repository root; ``None`` if in neither."""
+    return next((c for c in (Path(folder), REPOSITORY / folder) if c.is_dir()), None)
+
+
 def pipeline_folder(preset: Preset, pipeline_dir: str | Path | None = None) -> Path | None:
     """The saved pipeline to load: ``pipeline_dir``, else the preset's (``None``: the run's networks).
 
@@ -142,10 +147,10 @@ def pipeline_folder(preset: Preset, pipeline_dir: str | Path | None = None) -> P
         return None if str(pipeline_dir) == RUN_NETWORKS else Path(pipeline_dir)
     if not preset.pipeline:
         return None
+    folder = find_shipped(preset.pipeline)
+    if folder is not None:
+        return folder
     folder = Path(preset.pipeline)
-    for candidate in (folder, REPOSITORY / folder):
-        if candidate.is_dir():
-            return candidate
     raise MissingWeightsError(
         f"{folder}: the {preset.name!r} preset samples this shipped pipeline, which is not here nor in {REPOSITORY} "
         f"(it is tracked in the repository's git; clone it, pass pipeline_dir, or {RUN_NETWORKS!r} to sample the "
