@@ -317,7 +317,8 @@ def placement_figure(panels, arms: Sequence[str] | None = None, size: float = 1.
                 ax.set_ylabel(label, fontsize=8)
             if r == 0:
                 ax.set_title(f"gaze {how}", fontsize=8)
-    figure.suptitle(textwrap.shorten(f"{panels.finding}: “{panels.prompt}”", 110), fontsize=8)
+    figure.suptitle(textwrap.shorten(f"{panels.finding}: “{panels.prompt}”", 110)
+                    + "\norange: the gaze region (target); cyan: the finding the segmenter located", fontsize=8)
     figure.tight_layout()
     return figure
 

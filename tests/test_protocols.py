@@ -258,7 +258,7 @@ def test_results_page_leads_with_the_placement_figure_and_claims(study: Study, t
     page = write_results_tables(tmp_path, study.run_dir)
     text = page.read_text()
     assert (page.parent / PLACEMENT_FIGURE).is_file()
-    assert text.index(f"]({PLACEMENT_FIGURE})") < text.index("The paper's claims") < text.index("Gaze placement")
+    assert text.index(f"](chapters/{PLACEMENT_FIGURE})") < text.index("The paper's claims") < text.index("Gaze placement")
     claims_rows = text[text.index("The paper's claims") : text.index("### Gaze placement")]
     placement_row = claims_rows.index("| the finding goes where the radiologist looked |")
     if "closer to real images" in claims_rows:  # saved by the quality test: placement claims come first

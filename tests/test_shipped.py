@@ -59,6 +59,8 @@ def test_training_curves_start_from_the_text_only_model(study: Study) -> None:
     canny = curves[curves["network"] == "canny"]
     assert set(canny["step"]) == {0, 2, 3} and set(canny["metric"]) == {"f1"}
     assert canny["value"].between(0, 1).all()
+    selection = ReflacxDataset(study.run_dir / "placement-selection" / "readings")  # not the evaluation's readings
+    assert not (study.run_dir / "placement").exists() and all(len(c.positive_labels()) == 1 for c in selection)
     cached = study.run_dir / "curves" / "gaze" / "step-000002" / "mirrored"
     assert len(list(cached.glob("*.png"))) == 2
     again = training_curves(study, readings=2)  # cached samples: the same numbers
@@ -125,6 +127,8 @@ def test_a_preset_pipeline_is_found_verified_and_sampled_by_default(study: Study
     with pytest.raises(MissingWeightsError, match="nowhere-64: the 'smoke' preset samples this shipped pipeline"):
         pipeline_folder(dataclasses.replace(SNAPSHOTS, pipeline="nowhere-64"))
     pipe = load_pipeline(preset, tmp_path / "empty-run")  # the preset's pipeline: no run needed
+    shipped_study = Study(preset, study.run_dir, study.dataset, progress=False)
+    assert shipped_study.describe().endswith("samples from the saved pipeline 'shipped'")
     assert pipe.source == out and sorted(pipe.controlnets) == sorted(CONTROLS)
     assert shipped_weights(preset) == verify(out)["sha256"] and shipped_weights(SNAPSHOTS) is None
     cases = list(study.dataset)[:2]

@@ -121,6 +121,7 @@ def test_study_describes_its_run_and_cohorts(trained_pipe) -> None:
     assert line.startswith(f"run '{run_dir.name}' (preset smoke): {conditions} conditioning readings")
     assert "configurations text, rad, gaze, both, fused" in line
     assert f"{train_readings} real training readings, {SMOKE.evaluation.test_cases} held-out test readings" in line
+    assert line.endswith("; samples from the networks this run trained")
     assert str(run_dir.parent) not in line  # the published book names the run, not this machine's folders
 
 

@@ -7,8 +7,8 @@ step (:func:`radgazegen.models.train.snapshots`). For each snapshot:
   :math:`\frac{1}{N}\sum_i \lVert \hat x_0(x_{t_i}, t_i, y_i) - x_0^{(i)} \rVert^2 / P` over the validation
   readings at ten fixed noise levels, with fixed noise (the same draws for every snapshot);
 * **gaze ControlNets**: the placement protocol (:mod:`radgazegen.evaluation.placement`) on the first
-  ``readings`` placement readings, original and mirrored gaze, HVA-CN only: finding share, hit rate and
-  ``follows``;
+  ``readings`` of its *selection* readings (disjoint from the ones the evaluation chapters score), original
+  and mirrored gaze, HVA-CN only: finding share, hit rate and ``follows``;
 * **Rad-CN and texture ControlNets**: adherence of single-ControlNet samples to the conditioning readings'
   own control (:func:`radgazegen.evaluation.adherence.adherence`): Canny F1, lungs Dice, texture MAE.
 
@@ -112,7 +112,7 @@ def _gaze_measure(study, control: str, readings: int, steps: int):
     from radgazegen.evaluation import placement
     from radgazegen.evaluation.protocols import finding_segmenter, placement_readings
 
-    cases, donors, root, donor_root = placement_readings(study)
+    cases, donors, root, donor_root = placement_readings(study, selection=True)
     cohort = placement.placement_cohort(cases[:readings], donors, study.pipe.registry, gaze_controls=(control,),
                                         data_root=root, donor_root=donor_root, progress=False)  # fmt: skip
     segmenter = finding_segmenter(study)

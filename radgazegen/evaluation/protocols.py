@@ -577,12 +577,14 @@ class Placement:
         return placement_claims(self.table, n_boot=n_boot, seed=seed)
 
 
-def placement_readings(study: Study):
+def placement_readings(study: Study, *, selection: bool = False):
     """The protocol's readings (one focal finding each) and anatomy donors (no finding).
 
     Phantom runs get their own held-out phantoms under ``placement/`` (seeds ``seed + 2`` and ``seed + 3``):
     ``evaluation.placement_readings`` readings with one focal finding and ``evaluation.placement_donors``
-    without any. Real data: the data set's validation and test readings that qualify.
+    without any. Real data: the data set's test readings that qualify. ``selection=True`` gives a disjoint
+    set for choices made before the evaluation (the training curves): ``placement-selection/`` (seeds
+    ``seed + 4`` and ``seed + 5``), or the validation readings.
     """
     from radgazegen.data.phantom import generate_phantom, phantom_manifest
     from radgazegen.data.reflacx import ReflacxDataset
@@ -590,14 +592,15 @@ def placement_readings(study: Study):
 
     settings, preset = study.settings, study.preset
     if phantom_manifest(study.dataset.root) is None:
-        held = [case for case in study.dataset if case.split in ("validate", "test")]
+        held = [case for case in study.dataset if case.split == ("validate" if selection else "test")]
         readings = [case for case in held if is_placement_reading(case)][: settings.placement_readings]
         donors = [case for case in held if not case.positive_labels()][: settings.placement_donors]
         return readings, donors, study.dataset.root, study.dataset.root
+    root, offset = (study.run_dir / "placement-selection", 4) if selection else (study.run_dir / "placement", 2)
     folders = {}
-    for name, n, seed, findings in (("readings", settings.placement_readings, preset.seed + 2, FOCAL_FINDINGS),
-                                    ("donors", settings.placement_donors, preset.seed + 3, [])):  # fmt: skip
-        folder = study.run_dir / "placement" / name
+    for name, n, seed, findings in (("readings", settings.placement_readings, preset.seed + offset, FOCAL_FINDINGS),
+                                    ("donors", settings.placement_donors, preset.seed + offset + 1, [])):  # fmt: skip
+        folder = root / name
         wanted = {"n": n, "seed": seed, "size": list(preset.phantom_size), "findings": list(findings)}
         existing = phantom_manifest(folder)
         if existing is None or any(existing.get(k) != v for k, v in wanted.items()):

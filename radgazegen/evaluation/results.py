@@ -135,7 +135,8 @@ def results_tables(run_dir: str | Path) -> str:
     )
     parts = [f"Run `{run_dir.name}` (preset **{preset}**), rendered from the run's `metrics/*.csv` files.\n"]
     if (run_dir / "metrics" / PLACEMENT_FIGURE).is_file():
-        parts.append(f"![One held-out reading, its gaze moved: where each arm draws the finding]({PLACEMENT_FIGURE})\n")
+        parts.append("![One held-out reading, its gaze moved: where each arm draws the finding]"
+                     f"({RESULTS_TABLES.parent.name}/{PLACEMENT_FIGURE})\n")  # relative to book/results.md, which includes it
     parts.append("### The paper's claims, decided by paired differences\n")
     claims = claims_table(run_dir)
     if claims is None:

@@ -205,12 +205,15 @@ class Study:
         return samples.images, self.train.labels[rows]
 
     def describe(self) -> str:
-        """One line naming the run, its configurations and the sizes of its cohorts."""
+        """One line naming the run, the generator that samples, its configurations and the sizes of its cohorts."""
         names = ", ".join(c.name for c in self.configurations)
+        source = self.pipe.source
+        generator = ("the networks this run trained" if source is None or Path(source) == self.run_dir
+                     else f"the saved pipeline '{Path(source).name}'")  # fmt: skip
         return (
             f"run '{self.run_dir.name}' (preset {self.preset.name}): {len(self.conditions)} conditioning readings, "
             f"configurations {names}; {len(self.train)} real training readings, {len(self.test)} held-out test "
-            f"readings over {len(self.train.classes)} findings"
+            f"readings over {len(self.train.classes)} findings; samples from {generator}"
         )
 
     # -- metrics files -------------------------------------------------------------------------------
