@@ -5,8 +5,9 @@ against its threshold: **met** when the whole interval is on the target's side, 
 on the other side, **undecided** otherwise (the verdict rule of :mod:`radgazegen.evaluation.claims`).
 
 * gaze placement (:mod:`radgazegen.evaluation.placement`, ``evaluation.placement_readings`` held-out readings
-  with one focal finding): finding share of each gaze arm at least 2x text only's, centroid distance at most
-  0.6x (ratios of paired means, bootstrap intervals), and ``follows`` above 0;
+  with one focal finding), for both HVA-CN inputs (whole-reading ``gaze`` and ``gaze_findings``) where trained:
+  finding share of each gaze arm at least 2x text only's, centroid distance at most 0.6x (ratios of paired
+  means, bootstrap intervals), and ``follows`` above 0;
 * Rad-CN adherence on the conditioning readings: lungs Dice and Canny F1 of RadGazeGen (``both``) above text only;
 * quality: FRD and FID (CXR) of ``both`` minus text only below 0 (half-sampling intervals);
 * downstream: mean AUROC of real + generated training images minus real alone above 0 (``--classification``).
@@ -24,6 +25,7 @@ import time
 
 import pandas as pd
 
+from radgazegen.controls.registry import is_gaze
 from radgazegen.evaluation.claims import HIGHER, LOWER, NOT_SUPPORTED, SUPPORTED, Claim, verdict
 from radgazegen.evaluation.protocols import (
     QualityEvaluation,
@@ -79,7 +81,8 @@ def main() -> None:
 
     started = time.perf_counter()
     study = open_study(args.preset, run_dir=args.run_dir, pipeline_dir=args.pipeline_dir)
-    placement = placement_protocol(study)
+    gaze = [name for name in study.pipe.controls_of("multi") if is_gaze(name)]  # both HVA-CN inputs, if trained
+    placement = placement_protocol(study, gaze=gaze)
     boot, seed = study.settings.bootstrap, study.preset.seed
     rows = placement_targets(placement.summary(n_boot=boot, seed=seed))
     tables = adherence_tables(study)

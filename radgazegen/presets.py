@@ -100,7 +100,7 @@ class Preset:
     pipeline: str = ""  # the saved pipeline chapters 04-09 sample by default ("": the networks chapter 03 trains)
 
 
-_GENERATOR_CONTROLS = ("canny", "lungs", "gaze", "gaze_findings", "texture:glcm_Contrast")
+_GENERATOR_CONTROLS = ("canny", "lungs", "gaze", "texture:glcm_Contrast")
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -133,7 +133,7 @@ PRESETS: dict[str, Preset] = {
             "shipped", "the shipped phantom checkpoint weights/phantom-64: the cpu model trained until its curves flatten",
             0, 600, (576, 480), 64, "auto",
             ModelSettings((32, 64, 128), (False, False, True)),
-            TrainSettings(base_steps=3000, controlnet_steps=800, batch_size=8, base_learning_rate=1e-3,
+            TrainSettings(base_steps=2000, controlnet_steps=800, batch_size=8, base_learning_rate=1e-3,
                           controlnet_learning_rate=5e-4, checkpoint_every=250, validate_every=250,
                           ema_decay=0.999, snapshots=True),
             SamplingSettings(steps=25, guidance_scale=2.0),

@@ -75,6 +75,15 @@ def test_the_hva_control_names_the_gaze_configurations(study: Study) -> None:
     assert bank.configurations(study.pipe)[2].controls == ("gaze",)
     with pytest.raises(ValueError, match="gaze control"):
         bank.configurations(study.pipe, hva="canny")
+    from radgazegen.evaluation.placement import placement_arms
+
+    assert [a.name for a in placement_arms(study.pipe)] == ["text", "rad", "gaze", "both", "gaze_findings",
+                                                            "both_findings"]  # fmt: skip
+    arms = placement_arms(study.pipe, gaze=["gaze_findings"])
+    assert [a.name for a in arms] == ["text", "rad", "gaze_findings", "both_findings"]
+    assert arms[-1].controls == ("canny", "gaze_findings")
+    with pytest.raises(ValueError, match="no ControlNet for gaze control"):
+        placement_arms(study.pipe, rad=["canny"], gaze=["lungs"])
 
 
 def test_export_verify_and_load_back(study: Study, tmp_path: Path) -> None:

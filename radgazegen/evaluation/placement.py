@@ -70,10 +70,13 @@ def gaze_of(arm: Configuration) -> str | None:
     return next((name for name in arm.controls if is_gaze(name)), None)
 
 
-def placement_arms(pipe: RadGazeGenPipeline, rad: Sequence[str] | None = None) -> list[Configuration]:
+def placement_arms(
+    pipe: RadGazeGenPipeline, rad: Sequence[str] | None = None, gaze: Sequence[str] | None = None
+) -> list[Configuration]:
     """Text only, Rad-CN only, then HVA-CN only and Rad-CN + HVA-CN for each gaze control of the pipeline.
 
-    ``rad``: the Rad-CN controls (default: every non-gaze, non-texture ``multi`` control).
+    ``rad``: the Rad-CN controls (default: every non-gaze, non-texture ``multi`` control); ``gaze``: the gaze
+    controls to make arms for (default: every one the pipeline has).
     Arms of the whole-reading ``gaze`` are named ``gaze`` / ``both``, of ``gaze_findings`` ``gaze_findings`` /
     ``both_findings``.
     """
@@ -85,12 +88,16 @@ def placement_arms(pipe: RadGazeGenPipeline, rad: Sequence[str] | None = None) -
     arms = [Configuration("text", "SD text only", TEXT_ONLY, ())]
     if rad:
         arms.append(Configuration("rad", "Rad-CN only", "multi", rad))
-    for gaze in (c for c in multi if is_gaze(c)):
-        suffix = "" if gaze == "gaze" else "_findings"
-        what = "whole-reading gaze" if gaze == "gaze" else "gaze while findings were named"
-        arms.append(Configuration(f"gaze{suffix}", f"HVA-CN only ({what})", "multi", (gaze,)))
+    wanted = [c for c in multi if is_gaze(c)] if gaze is None else list(gaze)
+    missing = [c for c in wanted if c not in multi]
+    if missing:
+        raise ValueError(f"the pipeline has no ControlNet for gaze control(s) {missing}")
+    for name in wanted:
+        suffix = "" if name == "gaze" else "_findings"
+        what = "whole-reading gaze" if name == "gaze" else "gaze while findings were named"
+        arms.append(Configuration(f"gaze{suffix}", f"HVA-CN only ({what})", "multi", (name,)))
         if rad:
-            arms.append(Configuration(f"both{suffix}", f"Rad-CN + HVA-CN ({what})", "multi", (*rad, gaze)))
+            arms.append(Configuration(f"both{suffix}", f"Rad-CN + HVA-CN ({what})", "multi", (*rad, name)))
     return arms
 
 

@@ -611,8 +611,11 @@ def placement_readings(study: Study, *, selection: bool = False):
             folders["readings"], folders["donors"])  # fmt: skip
 
 
-def placement_protocol(study: Study, *, steps: int | None = None) -> Placement:
+def placement_protocol(study: Study, *, steps: int | None = None, gaze: Sequence[str] | None = None) -> Placement:
     """Sample every placement arm under every gaze move and score where the findings land.
+
+    ``gaze``: the gaze controls whose HVA-CN arms to sample (default: the preset's HVA-CN control, ``hva``, when
+    the pipeline has it; else every gaze control it has).
 
     Images are cached under ``samples/placement/<arm>/<move>/`` with the bank's settings file (weights digest,
     scheduler, steps, guidance, seed and a digest of the cohort's prompts and maps): a change re-samples.
@@ -629,7 +632,9 @@ def placement_protocol(study: Study, *, steps: int | None = None) -> Placement:
 
     readings, donors, reading_root, donor_root = placement_readings(study)
     pipe = study.pipe
-    arms = placement_arms(pipe)
+    if gaze is None and study.preset.hva in pipe.controls_of("multi"):
+        gaze = (study.preset.hva,)
+    arms = placement_arms(pipe, gaze=gaze)
     rad = sorted({name for arm in arms for name in arm.controls if gaze_of(arm) != name})
     gaze = sorted({gaze_of(arm) for arm in arms if gaze_of(arm)})
     cohort = placement_cohort(readings, donors, pipe.registry, gaze_controls=gaze or (TARGET,), rad_controls=rad,

@@ -74,9 +74,16 @@ class Study:
     # -- the generator and its samples ---------------------------------------------------------------
     @cached_property
     def pipe(self):
+        """The generator; a saved one (e.g. the shipped checkpoint) gets its controls extracted for this run's data."""
+        from radgazegen.controls.extract import extract_controls
         from radgazegen.models.sampling import load_pipeline
 
-        return load_pipeline(self.preset, self.run_dir, self.pipeline_dir, self.device)
+        pipe = load_pipeline(self.preset, self.run_dir, self.pipeline_dir, self.device)
+        if pipe.source is None or Path(pipe.source) != self.run_dir:
+            names = sorted({*pipe.controls_of("multi"), *pipe.controls_of("fused")})
+            if names:  # cached per case: only what chapter 3 did not extract is computed
+                extract_controls(self.dataset, names, self.run_dir, pipe.registry.settings, progress=self.progress)
+        return pipe
 
     @cached_property
     def configurations(self) -> list[bank.Configuration]:
