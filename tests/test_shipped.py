@@ -92,6 +92,7 @@ def test_export_verify_and_load_back(study: Study, tmp_path: Path) -> None:
     manifest = verify(out)
     assert manifest["preset"] == "smoke" and manifest["commands"] == ["radgazegen train ..."]
     assert set(manifest["networks"]) >= {"base"} and manifest["dtype"] in ("float16", "float32")
+    assert all(network["seconds"] > 0 for network in manifest["networks"].values())
     assert manifest["fp16_mean_abs_difference"] is not None
     assert "unet/diffusion_pytorch_model.safetensors" in manifest["sha256"]
     shipped = load_shipped(out)
@@ -112,6 +113,13 @@ def test_export_verify_and_load_back(study: Study, tmp_path: Path) -> None:
     (out / "manifest.json").unlink()
     with pytest.raises(ChecksumError, match="manifest.json: missing"):
         verify(out)
+
+
+def test_training_seconds_add_up_over_resumed_runs() -> None:
+    from radgazegen.models.train import training_seconds
+
+    log = [{"seconds": 1.0}, {"seconds": 3.0}, {"seconds": 2.0}, {"seconds": 5.0}]  # resumed after the second step
+    assert training_seconds(log) == 8.0 and training_seconds([]) == 0.0
 
 
 def test_export_refuses_a_run_without_a_base_model(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 ``weights/phantom-64/`` is a :meth:`~radgazegen.models.pipeline.RadGazeGenPipeline.save_pretrained` folder
 (safetensors, stored in float16 when that changes samples by less than :data:`FP16_TOLERANCE`; loaded
 back in float32 on a CPU) with ``manifest.json``: the commands that trained it, the preset, steps, seed,
-hardware and wall time of every network, their final losses, the training curves
+hardware and wall time of every network (summed over resumed runs, from its step log), their final losses, the training curves
 (:mod:`radgazegen.evaluation.curves`, also as ``curves.csv``) and a SHA-256 per file, which
 :func:`verify` checks (``radgazegen book`` does before it executes a chapter).
 """
@@ -23,7 +23,7 @@ import torch
 from radgazegen.errors import MissingWeightsError
 from radgazegen.io import atomic_dir, write_json_atomic
 from radgazegen.models.pipeline import RadGazeGenPipeline
-from radgazegen.models.train import pipeline_from_run
+from radgazegen.models.train import pipeline_from_run, read_log, training_seconds
 from radgazegen.presets import Preset
 from radgazegen.runs import hardware, read_manifest, versions
 
@@ -117,8 +117,9 @@ def export(
         pipe.write_components(staging)
         if curves is not None:
             curves.to_csv(staging / CURVES, index=False)
-        networks = {key: {k: entry.get(k) for k in ("steps", "seconds", "last_loss", "batch_size", "processes",
-                                                    "device", "parameters", "controls", "mode")}
+        networks = {key: {k: entry.get(k) for k in ("steps", "last_loss", "batch_size", "processes", "device",
+                                                    "parameters", "controls", "mode")}
+                       | {"seconds": round(training_seconds(read_log(Path(run_dir) / "checkpoints" / key)), 1)}
                     for key, entry in trained.items()}  # fmt: skip
         write_json_atomic(staging / MANIFEST, {
             "commands": list(commands), "preset": preset.name, "seed": preset.seed,

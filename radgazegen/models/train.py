@@ -462,6 +462,16 @@ def read_log(folder: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
+def training_seconds(entries: Sequence[dict]) -> float:
+    """Wall time of a training log across resumed runs: each run's ``seconds`` restart at 0, so add each run's last."""
+    total = last = 0.0
+    for entry in entries:
+        if entry["seconds"] < last:
+            total += last
+        last = entry["seconds"]
+    return total + last
+
+
 def _truncate_log(path: Path, step: int) -> None:
     """Keep log lines up to ``step`` (a resumed run rewrites the steps after its checkpoint)."""
     path.parent.mkdir(parents=True, exist_ok=True)
