@@ -90,6 +90,14 @@ def fp16_difference(pipe: RadGazeGenPipeline, prompts: Sequence[str], steps: int
     return float(np.abs(sample(rounded) - before).mean())
 
 
+def _log_summary(folder: Path, last: int = 50) -> dict[str, float]:
+    """Wall time over resumed runs, the last step's loss and the mean loss of the last ``last`` steps."""
+    log = read_log(folder)
+    losses = [entry["loss"] for entry in log[-last:]]
+    return {"seconds": round(training_seconds(log), 1), "last_loss": losses[-1] if losses else None,
+            f"mean_loss_last_{last}": float(np.mean(losses)) if losses else None}  # fmt: skip
+
+
 def export(
     run_dir: str | Path,
     preset: Preset,
@@ -117,9 +125,8 @@ def export(
         pipe.write_components(staging)
         if curves is not None:
             curves.to_csv(staging / CURVES, index=False)
-        networks = {key: {k: entry.get(k) for k in ("steps", "last_loss", "batch_size", "processes", "device",
-                                                    "parameters", "controls", "mode")}
-                       | {"seconds": round(training_seconds(read_log(Path(run_dir) / "checkpoints" / key)), 1)}
+        networks = {key: {k: entry.get(k) for k in ("steps", "batch_size", "processes", "device", "parameters",
+                                                    "controls", "mode")} | _log_summary(Path(run_dir) / "checkpoints" / key)
                     for key, entry in trained.items()}  # fmt: skip
         write_json_atomic(staging / MANIFEST, {
             "commands": list(commands), "preset": preset.name, "seed": preset.seed,
