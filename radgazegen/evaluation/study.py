@@ -79,7 +79,7 @@ class Study:
         from radgazegen.models.sampling import load_pipeline
 
         pipe = load_pipeline(self.preset, self.run_dir, self.pipeline_dir, self.device)
-        if pipe.source is None or Path(pipe.source) != self.run_dir:
+        if _saved_folder(pipe, self.run_dir) is not None:
             names = sorted({*pipe.controls_of("multi"), *pipe.controls_of("fused")})
             if names:  # cached per case: only what chapter 3 did not extract is computed
                 extract_controls(self.dataset, names, self.run_dir, pipe.registry.settings, progress=self.progress)
@@ -214,9 +214,8 @@ class Study:
     def describe(self) -> str:
         """One line naming the run, the generator that samples, its configurations and the sizes of its cohorts."""
         names = ", ".join(c.name for c in self.configurations)
-        source = self.pipe.source
-        generator = ("the networks this run trained" if source is None or Path(source) == self.run_dir
-                     else f"the saved pipeline '{Path(source).name}'")  # fmt: skip
+        saved = _saved_folder(self.pipe, self.run_dir)
+        generator = "the networks this run trained" if saved is None else f"the saved pipeline '{saved.name}'"
         return (
             f"run '{self.run_dir.name}' (preset {self.preset.name}): {len(self.conditions)} conditioning readings, "
             f"configurations {names}; {len(self.train)} real training readings, {len(self.test)} held-out test "
@@ -232,6 +231,11 @@ class Study:
         record(self.run_dir, "metrics", name, {"file": str(path.relative_to(self.run_dir)), "preset": self.preset.name,
                                                **about})  # fmt: skip
         return path
+
+
+def _saved_folder(pipe, run_dir: Path) -> Path | None:
+    """The saved pipeline folder ``pipe`` was loaded from, or ``None`` when it is the run's own networks."""
+    return None if pipe.source is None or Path(pipe.source) == Path(run_dir) else Path(pipe.source)
 
 
 def training_digest(*parts) -> str:

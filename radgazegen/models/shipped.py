@@ -66,14 +66,14 @@ def verify(folder: str | Path) -> dict:
         raise ChecksumError(f"{path}: missing (not a shipped checkpoint folder)")
     manifest = json.loads(path.read_text())
     listed = manifest.get("sha256", {})
-    found = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST}
-    for name in sorted(set(listed) | found):
+    found = file_digests(folder)
+    for name in sorted(set(listed) | set(found)):
         file = folder / name
         if name not in listed:
             raise ChecksumError(f"{file}: not listed in {path} (a file the checkpoint was not shipped with)")
-        if not file.is_file():
+        if name not in found:
             raise ChecksumError(f"{file}: missing (listed in {path})")
-        if sha256(file) != listed[name]:
+        if found[name] != listed[name]:
             raise ChecksumError(f"{file}: SHA-256 differs from {path} (a changed or corrupt weight file)")
     return manifest
 
