@@ -1,4 +1,4 @@
-"""Synthetic images with known segmentations, shared by the tests."""
+"""Synthetic data shared by the tests: images with known segmentations, and a tiny trained study on the phantom."""
 
 from __future__ import annotations
 
@@ -15,3 +15,18 @@ def disks(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         masks[k] = (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 <= radius**2
         images[k] = np.clip(0.4 + 0.1 * rng.standard_normal((size, size)) + 0.3 * masks[k], 0, 1)
     return images, masks
+
+
+def phantom_study(root, preset, controls: list[str], *, n: int, seed: int):
+    """A :class:`~radgazegen.evaluation.study.Study` of ``n`` phantom readings (192 x 160) under ``root``, with
+    the base model and one ControlNet per control trained at ``preset``."""
+    from radgazegen.data.phantom import generate_phantom
+    from radgazegen.data.reflacx import ReflacxDataset
+    from radgazegen.evaluation.study import Study
+    from radgazegen.models.train import train
+
+    dataset = ReflacxDataset(generate_phantom(root / "reflacx", n=n, seed=seed, size=(192, 160), progress=False))
+    run_dir = root / "run"
+    train(preset, run_dir, "base", dataset, progress=False)
+    train(preset, run_dir, "controlnet", dataset, controls=controls, progress=False)
+    return Study(preset, run_dir, dataset, progress=False)

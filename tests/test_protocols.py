@@ -13,16 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from synthetic import phantom_study
 
-from radgazegen.data.phantom import generate_phantom
-from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.evaluation import bank, protocols
 from radgazegen.evaluation.claims import COLUMNS, HIGHER, LOWER, NOT_SUPPORTED, SUPPORTED, UNDECIDED, verdict
 from radgazegen.evaluation.quality import frechet_from_rows
 from radgazegen.evaluation.results import results_tables
 from radgazegen.evaluation.stats import Estimate, bootstrap, half_sample
 from radgazegen.evaluation.study import Study
-from radgazegen.models.train import train
 from radgazegen.presets import get_preset
 
 SMOKE = get_preset("smoke")
@@ -30,12 +28,7 @@ SMOKE = get_preset("smoke")
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
-    root = tmp_path_factory.mktemp("protocols")
-    dataset = ReflacxDataset(generate_phantom(root / "reflacx", n=16, seed=5, size=(192, 160), progress=False))
-    run_dir = root / "run"
-    train(SMOKE, run_dir, "base", dataset, progress=False)
-    train(SMOKE, run_dir, "controlnet", dataset, controls=["canny", "gaze"], progress=False)
-    return Study(SMOKE, run_dir, dataset, progress=False)
+    return phantom_study(tmp_path_factory.mktemp("protocols"), SMOKE, ["canny", "gaze"], n=16, seed=5)
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from synthetic import phantom_study
 
-from radgazegen.data.phantom import generate_phantom
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.evaluation import bank
 from radgazegen.evaluation.curves import training_curves
 from radgazegen.evaluation.study import Study
-from radgazegen.models.train import pipeline_from_run, snapshots, train
+from radgazegen.models.train import pipeline_from_run, snapshots
 from radgazegen.presets import get_preset
 from radgazegen.models.shipped import ChecksumError, export, load_shipped, verify
 
@@ -32,12 +32,7 @@ CONTROLS = ["canny", "gaze", "gaze_findings"]
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
-    root = tmp_path_factory.mktemp("shipped")
-    dataset = ReflacxDataset(generate_phantom(root / "reflacx", n=12, seed=7, size=(192, 160), progress=False))
-    run_dir = root / "run"
-    train(SNAPSHOTS, run_dir, "base", dataset, progress=False)
-    train(SNAPSHOTS, run_dir, "controlnet", dataset, controls=CONTROLS, progress=False)
-    return Study(SNAPSHOTS, run_dir, dataset, progress=False)
+    return phantom_study(tmp_path_factory.mktemp("shipped"), SNAPSHOTS, CONTROLS, n=12, seed=7)
 
 
 def test_snapshots_are_kept_at_every_validation(study: Study) -> None:
