@@ -48,6 +48,11 @@ class SamplingSettings:
     steps: int
     guidance_scale: float
     scheduler: str = "unipc"  # "unipc" (the paper) | "ddim" | "dpm"
+    guidance_interval: tuple[float, float] = (0.0, 1.0)  # fractions of the steps with classifier-free guidance
+
+    def guidance(self) -> dict:
+        """The pipeline's classifier-free guidance arguments (``guidance_scale``, ``guidance_interval``)."""
+        return {"guidance_scale": self.guidance_scale, "guidance_interval": self.guidance_interval}
 
 
 @dataclasses.dataclass(frozen=True)

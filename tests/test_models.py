@@ -149,6 +149,23 @@ def test_controls_change_the_sample_and_modes_differ(pipe: RadGazeGenPipeline) -
     assert np.abs(late - multi).max() > 0 and np.abs(late - text).max() > 0
 
 
+def test_guidance_interval_limits_classifier_free_guidance_to_its_steps(pipe: RadGazeGenPipeline) -> None:
+    size = SMOKE.control_size
+    controls = {"canny": np.eye(size, dtype=np.float32)}
+
+    def sample(**kwargs) -> np.ndarray:
+        return pipe("Small left pneumothorax.", controls, num_inference_steps=4, generator=torch.Generator().manual_seed(0),
+                    progress=False, **kwargs).images  # fmt: skip
+
+    guided, unguided = sample(guidance_scale=3.0), sample(guidance_scale=1.0)
+    np.testing.assert_allclose(sample(guidance_scale=3.0, guidance_interval=(0.0, 1.0)), guided, atol=1e-6)
+    early = sample(guidance_scale=3.0, guidance_interval=(0.0, 0.5))
+    np.testing.assert_allclose(sample(guidance_scale=3.0, guidance_interval=(0.75, 0.8)), unguided, atol=1e-6)  # no step inside
+    assert np.abs(early - guided).max() > 1e-4 and np.abs(early - unguided).max() > 1e-4
+    with pytest.raises(ValueError, match="guidance_interval"):
+        sample(guidance_scale=3.0, guidance_interval=(0.5, 0.5))
+
+
 def test_save_and_load_pretrained_round_trip(pipe: RadGazeGenPipeline, tmp_path: Path) -> None:
     folder = pipe.save_pretrained(tmp_path / "pipeline")
     assert (folder / "text_encoder" / "packaged.json").is_file()  # the packaged MiniLM is referred to, not copied

@@ -155,7 +155,7 @@ def sampling_key(pipe: RadGazeGenPipeline, configuration: Configuration, steps: 
     into the same folder must not reuse old images."""
     scheduler = {"class": type(pipe.scheduler).__name__, **dict(pipe.scheduler.config)}
     return {"configuration": asdict(configuration), "steps": steps, "seed": preset.seed,
-            "guidance_scale": preset.sampling.guidance_scale, "scheduler": scheduler,
+            **preset.sampling.guidance(), "scheduler": scheduler,
             "weights": pipe.digest(configuration.mode, configuration.controls)}  # fmt: skip
 
 

@@ -125,7 +125,7 @@ def _gaze_measure(study, control: str, readings: int, steps: int):
             folder = study.run_dir / "curves" / folder_name(control) / f"step-{step or 0:06d}" / how
             start_folder(folder, sampling_key(pipe, arm, steps, study.preset))
             images[how] = placement.sample_arm(pipe, arm, cohort, how, folder, steps=steps,
-                                               guidance_scale=study.preset.sampling.guidance_scale,
+                                               **study.preset.sampling.guidance(),
                                                seed=study.preset.seed, progress=False)  # fmt: skip
         table = placement.placement_table({arm.name: images}, cohort, segmenter)
         table = table[table["move"].isin(moves)]

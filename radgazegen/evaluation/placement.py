@@ -230,6 +230,7 @@ def sample_arm(
     steps: int,
     guidance_scale: float,
     seed: int,
+    guidance_interval: tuple[float, float] = (0.0, 1.0),
     batch_size: int = 16,
     progress: bool = True,
 ) -> np.ndarray:
@@ -244,7 +245,7 @@ def sample_arm(
         maps = {name: (move(cohort.gaze[name][rows], how, cohort.shifts[rows]) if is_gaze(name)
                        else cohort.anatomy[name][rows]) for name in arm.controls}  # fmt: skip
         images = pipe([cohort.prompts[k] for k in rows], maps, mode=None if arm.mode == TEXT_ONLY else arm.mode,
-                      num_inference_steps=steps, guidance_scale=guidance_scale,
+                      num_inference_steps=steps, guidance_scale=guidance_scale, guidance_interval=guidance_interval,
                       generator=case_generators(seed, rows), progress=False).images  # fmt: skip
         for k, image in zip(rows, images, strict=True):
             save_png16(paths[k], image)

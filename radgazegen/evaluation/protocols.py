@@ -649,7 +649,7 @@ def placement_protocol(study: Study, *, steps: int | None = None, gaze: Sequence
             folder = study.run_dir / "samples" / "placement" / arm.name / how
             bank.start_folder(folder, bank.sampling_key(pipe, arm, steps, study.preset) | {"cohort": digest})
             images[arm.name][how] = sample_arm(pipe, arm, cohort, how, folder, steps=steps,
-                                               guidance_scale=study.preset.sampling.guidance_scale,
+                                               **study.preset.sampling.guidance(),
                                                seed=study.preset.seed, progress=study.progress)  # fmt: skip
     segmenter = finding_segmenter(study)
     if segmenter is None:

@@ -178,6 +178,7 @@ class RadGazeGenPipeline:
         mode: str | None = None,
         num_inference_steps: int = 50,
         guidance_scale: float = 2.0,
+        guidance_interval: tuple[float, float] = (0.0, 1.0),
         negative_prompt: str | Sequence[str] | None = None,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         num_images_per_prompt: int = 1,
@@ -191,7 +192,14 @@ class RadGazeGenPipeline:
         ``(i + 1) / n > end``. In ``fused`` mode a control's scale multiplies its input channel and a missing
         control is an all-zero channel. ``generator`` may be one per image (then an image does not
         depend on the batch it is sampled in).
+
+        ``guidance_interval``: the fractions of the steps, by the same rule, during which classifier-free guidance
+        applies (Kynkäänniemi et al. 2024, "Applying guidance in a limited interval"); outside it a step evaluates
+        the conditional branch alone, at half the cost of a guided step.
         """
+        start, end = guidance_interval
+        if not 0.0 <= start < end <= 1.0:
+            raise ValueError(f"guidance_interval {guidance_interval} must be (start, end) with 0 <= start < end <= 1")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         n = len(prompts) * num_images_per_prompt
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
@@ -199,10 +207,8 @@ class RadGazeGenPipeline:
         mode = mode or (self.modes[0] if controls and self.modes else "multi")
         conditioning = self._check_controls(controls, mode, n)
         negatives = self._negatives(negative_prompt, len(prompts) // num_images_per_prompt, num_images_per_prompt)
-        guided = guidance_scale > 1.0
-        states = self.encode(prompts)
-        if guided:
-            states = torch.cat([self.encode(negatives), states])
+        prompt_states = self.encode(prompts)
+        both = torch.cat([self.encode(negatives), prompt_states]) if guidance_scale > 1.0 else prompt_states
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         channels = self.unet.config.in_channels
         size = self.image_size // self.vae_scale_factor
@@ -210,6 +216,8 @@ class RadGazeGenPipeline:
         latents = (latents * self.scheduler.init_noise_sigma).to(self.dtype)
         steps = len(self.scheduler.timesteps)
         for index, t in enumerate(tqdm(self.scheduler.timesteps, desc="sampling", leave=False, disable=not progress)):
+            guided = guidance_scale > 1.0 and bool(_keep(index, steps, *guidance_interval))
+            states = both if guided else prompt_states
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
             down, mid = self._residuals(model_input, t, states, conditioning, mode, guided, index, steps,

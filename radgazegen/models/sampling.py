@@ -72,7 +72,7 @@ def sample_batch(
     )
     return pipe([case.transcription() for case in cases], maps, mode=None if mode == TEXT_ONLY else mode,
                 control_scales=scales, num_inference_steps=steps or preset.sampling.steps,
-                guidance_scale=preset.sampling.guidance_scale, generator=generators, progress=False).images  # fmt: skip
+                **preset.sampling.guidance(), generator=generators, progress=False).images  # fmt: skip
 
 
 def sample_readings(
@@ -83,6 +83,7 @@ def sample_readings(
     data_root: str | Path | None = None,
     steps: int = 25,
     guidance_scale: float = 2.0,
+    guidance_interval: tuple[float, float] = (0.0, 1.0),
     seed: int = 0,
 ) -> np.ndarray:
     """Images ``(len(cases), S, S)`` of ``pipe`` with the cases' ``controls`` computed in memory at its own size.
@@ -93,7 +94,7 @@ def sample_readings(
     maps = [case_controls(case, controls, pipe.registry, data_root=data_root) for case in cases] if controls else []
     given = {name: np.stack([m[name] for m in maps]) for name in controls}
     return pipe([case.transcription() for case in cases], given, mode="multi" if controls else None,
-                num_inference_steps=steps, guidance_scale=guidance_scale,
+                num_inference_steps=steps, guidance_scale=guidance_scale, guidance_interval=guidance_interval,
                 generator=case_generators(seed, range(len(cases))), progress=False).images  # fmt: skip
 
 

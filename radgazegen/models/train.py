@@ -436,7 +436,7 @@ def _validate(model, unet, stage, controls, mode, ema, text_encoder, tokenizer, 
         if not (out / "controls.png").is_file():
             _save_grid(out / "controls.png", np.concatenate([maps[name] for name in controls]), len(cases))
     generator = torch.Generator().manual_seed(preset.seed)
-    images = pipe(prompts, maps, num_inference_steps=preset.sampling.steps, guidance_scale=preset.sampling.guidance_scale,
+    images = pipe(prompts, maps, num_inference_steps=preset.sampling.steps, **preset.sampling.guidance(),
                   generator=generator, progress=False).images  # fmt: skip
     _save_grid(out / f"step-{step:06d}.png", images, len(cases))
     model.train()
