@@ -85,12 +85,13 @@ def texture_frames(image: np.ndarray, settings: Sequence[tuple[str, int, int]]) 
     return figure
 
 
-def gaze_editor(pipe, controls: dict[str, np.ndarray], prompts: Sequence[str], *, steps: int = 25,
+def gaze_editor(pipe, controls: dict[str, np.ndarray], prompts: Sequence[str], *, gaze: str = "gaze", steps: int = 25,
                 seed: int = 0) -> widgets.VBox:  # fmt: skip
     """Place a gaze hotspot (row / column sliders), pick a finding and the texture strength, re-sample.
 
-    ``controls`` are the other normalised controls of a case (kept fixed); the gaze control becomes
-    the hypothesis region of the hotspot (:func:`radgazegen.models.hypotheses.hypothesis_gaze`).
+    ``controls`` are the other normalised controls of a case (kept fixed); the gaze control ``gaze`` (the
+    HVA-CN input: ``gaze`` or ``gaze_findings``) becomes the hypothesis region of the hotspot
+    (:func:`radgazegen.models.hypotheses.hypothesis_gaze`).
     """
     row = widgets.FloatSlider(value=0.4, min=0.05, max=0.95, step=0.05, description="row", continuous_update=False)
     column = widgets.FloatSlider(value=0.3, min=0.05, max=0.95, step=0.05, description="column",
@@ -108,7 +109,7 @@ def gaze_editor(pipe, controls: dict[str, np.ndarray], prompts: Sequence[str], *
         with output:
             output.clear_output(wait=True)
             figure, axes = plt.subplots(1, 2, figsize=(8, 4))
-            _gaze_panel(axes, pipe, controls, setting, steps=steps, seed=seed)
+            _gaze_panel(axes, pipe, controls, setting, gaze=gaze, steps=steps, seed=seed)
             plt.show()
 
     button.on_click(draw)
@@ -127,31 +128,32 @@ class GazeSetting:
     texture: float = 1.0
 
 
-def _gaze_panel(axes, pipe, controls: dict[str, np.ndarray], setting: GazeSetting, *, steps: int, seed: int) -> None:
+def _gaze_panel(axes, pipe, controls: dict[str, np.ndarray], setting: GazeSetting, *, gaze: str, steps: int,
+                seed: int) -> None:  # fmt: skip
     """Sample one image for ``setting``; its gaze control and the image (hotspot outlined) on two axes."""
     import torch
 
     from radgazegen.controls.registry import TEXTURE_PREFIX
     from radgazegen.models.hypotheses import hotspot, hypothesis_gaze
 
-    gaze = hypothesis_gaze(hotspot(pipe.image_size, setting.centre, setting.radius))
+    region = hypothesis_gaze(hotspot(pipe.image_size, setting.centre, setting.radius))
     scales = {name: setting.texture for name in controls if name.startswith(TEXTURE_PREFIX)}
-    image = pipe(setting.finding, {**controls, "gaze": gaze}, control_scales=scales, num_inference_steps=steps,
+    image = pipe(setting.finding, {**controls, gaze: region}, control_scales=scales, num_inference_steps=steps,
                  generator=torch.Generator().manual_seed(seed), progress=False).images[0]  # fmt: skip
-    axes[0].imshow(gaze, cmap="magma", vmin=0, vmax=1)
+    axes[0].imshow(region, cmap="magma", vmin=0, vmax=1)
     axes[0].set_title("gaze control (hypothesis region)", fontsize=9)
     axes[1].imshow(image, cmap="gray", vmin=0, vmax=1)
-    axes[1].contour(gaze, levels=[0.5], colors="tab:orange", linewidths=1)
+    axes[1].contour(region, levels=[0.5], colors="tab:orange", linewidths=1)
     axes[1].set_title(f"texture x{setting.texture:g}: {textwrap.shorten(setting.finding, 36)}", fontsize=9)
     for ax in axes:
         ax.set_axis_off()
 
 
-def gaze_editor_frames(pipe, controls: dict[str, np.ndarray], settings: Sequence[GazeSetting], *, steps: int = 25,
-                       seed: int = 0) -> plt.Figure:  # fmt: skip
+def gaze_editor_frames(pipe, controls: dict[str, np.ndarray], settings: Sequence[GazeSetting], *, gaze: str = "gaze",
+                       steps: int = 25, seed: int = 0) -> plt.Figure:  # fmt: skip
     """What :func:`gaze_editor` samples for each setting, one row each: its stand-in in the static HTML book."""
     figure, axes = plt.subplots(len(settings), 2, figsize=(7, 3.2 * len(settings)), squeeze=False)
     for row, setting in zip(axes, settings, strict=True):
-        _gaze_panel(row, pipe, controls, setting, steps=steps, seed=seed)
+        _gaze_panel(row, pipe, controls, setting, gaze=gaze, steps=steps, seed=seed)
     figure.tight_layout()
     return figure

@@ -211,15 +211,19 @@ class Study:
         rows = [self.train.ids.index(i) for i in samples.ids]
         return samples.images, self.train.labels[rows]
 
+    @property
+    def generator(self) -> str:
+        """Which generator samples: the networks this run trained, or a saved pipeline (named)."""
+        saved = _saved_folder(self.pipe, self.run_dir)
+        return "the networks this run trained" if saved is None else f"the saved pipeline '{saved.name}'"
+
     def describe(self) -> str:
         """One line naming the run, the generator that samples, its configurations and the sizes of its cohorts."""
         names = ", ".join(c.name for c in self.configurations)
-        saved = _saved_folder(self.pipe, self.run_dir)
-        generator = "the networks this run trained" if saved is None else f"the saved pipeline '{saved.name}'"
         return (
             f"run '{self.run_dir.name}' (preset {self.preset.name}): {len(self.conditions)} conditioning readings, "
             f"configurations {names}; {len(self.train)} real training readings, {len(self.test)} held-out test "
-            f"readings over {len(self.train.classes)} findings; samples from {generator}"
+            f"readings over {len(self.train.classes)} findings; samples from {self.generator}"
         )
 
     # -- metrics files -------------------------------------------------------------------------------
