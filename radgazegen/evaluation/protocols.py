@@ -510,10 +510,12 @@ def attribution_table(study: Study, configuration: str = "both", method: str = "
     gaze heatmap and its ground-truth finding mask (phantom) with NSS, CC and AUC-Judd. Returns the
     per-image table and the maps ``{"real": (images, attributions, gaze), "generated": (...)}``.
     """
-    from radgazegen.controls.extract import load_controls
+    from radgazegen.controls.extract import extract_controls, load_controls
     from radgazegen.evaluation.attribution import attribution_agreement, grad_cam, integrated_gradients
     from radgazegen.evaluation.classify import resize
 
+    # the reference is the whole reading's gaze, whichever gaze map the generator's HVA-CN takes
+    extract_controls(study.dataset, ["gaze"], study.run_dir, study.pipe.registry.settings, progress=False)
     classifier = study.reference_classifier
     classifier.model.eval()
     sets = {"real": (study.held_out.ids, study.held_out.images)}
