@@ -128,10 +128,13 @@ PRESETS: dict[str, Preset] = {
             TrainSettings(base_steps=300, controlnet_steps=80, batch_size=8, base_learning_rate=1e-3,
                           controlnet_learning_rate=5e-4, checkpoint_every=100, validate_every=100),
             SamplingSettings(steps=25, guidance_scale=2.0),
-            _GENERATOR_CONTROLS,
+            # HVA-CN reads the gaze while findings were named: on the shipped model's selection readings it places
+            # findings far better than the whole reading's gaze (book/method.md, "Gaze placement")
+            ("canny", "lungs", "gaze_findings", "texture:glcm_Contrast"),
             EvaluationSettings(conditions=32, diversity_pairs=8, sampling_steps=8, tail_samples=12, bootstrap=500, test_cases=200,
                                segmenter_epochs=20,
                                classifier=ClassifierSettings((2, 4, 8, 6), image_size=64, epochs=15, batch_size=32)),
+            hva="gaze_findings",
             pipeline="",  # "weights/phantom-64" once the shipped checkpoint is committed (issue 15, in training)
         ),
         Preset(
