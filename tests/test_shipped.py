@@ -18,7 +18,7 @@ from synthetic import phantom_study
 
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.evaluation import bank
-from radgazegen.evaluation.curves import training_curves
+from radgazegen.evaluation.curves import adherence_beside, training_curves, with_controlnet
 from radgazegen.evaluation.study import Study
 from radgazegen.models.train import pipeline_from_run, snapshots
 from radgazegen.presets import get_preset
@@ -60,6 +60,20 @@ def test_training_curves_start_from_the_text_only_model(study: Study) -> None:
     assert len(list(cached.glob("*.png"))) == 2
     again = training_curves(study, readings=2)  # cached samples: the same numbers
     np.testing.assert_allclose(again["value"].to_numpy(), curves["value"].to_numpy(), equal_nan=True)
+
+
+def test_adherence_beside_scores_each_model_on_the_same_readings(study: Study) -> None:
+    early = with_controlnet(study.pipe, "gaze", snapshots(study.run_dir / "checkpoints" / "controlnet" / "gaze")[2])
+    table = adherence_beside(study, {"final": study.pipe, "early": early}, ["canny", "gaze"], readings=2)
+    assert list(dict.fromkeys(table["model"])) == ["text only", "final", "early"]
+    assert set(table[table["control"] == "gaze"]["metric"]) == {"finding share", "hit", "follows"}
+    assert set(table[table["control"] == "canny"]["metric"]) == {"f1"}
+    cached = study.run_dir / "curves" / "beside" / "gaze"
+    final, early_images = (sorted((cached / model / "mirrored").glob("*.png")) for model in ("final", "early"))
+    assert len(final) == len(early_images) == 2
+    assert any(a.read_bytes() != b.read_bytes() for a, b in zip(final, early_images))  # each model samples its own
+    again = adherence_beside(study, {"final": study.pipe, "early": early}, ["canny", "gaze"], readings=2)
+    np.testing.assert_allclose(again["value"].to_numpy(), table["value"].to_numpy(), equal_nan=True)
 
 
 def test_the_hva_control_names_the_gaze_configurations(study: Study) -> None:

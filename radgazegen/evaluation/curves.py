@@ -19,6 +19,7 @@ model that ignores the control stands.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,10 @@ from tqdm.auto import tqdm
 from radgazegen.controls.extract import load_controls
 from radgazegen.controls.registry import is_gaze
 from radgazegen.evaluation.adherence import adherence
-from radgazegen.evaluation.bank import Configuration, sampling_key, start_folder
+from radgazegen.evaluation.bank import Configuration, generate, sampling_key, start_folder
 from radgazegen.models.controlnet import folder_name, load_controlnet, load_unet
 from radgazegen.models.pipeline import RadGazeGenPipeline
-from radgazegen.models.sampling import TEXT_ONLY, sample_batch
+from radgazegen.models.sampling import TEXT_ONLY
 from radgazegen.models.text import encode_prompts
 from radgazegen.models.train import noise_scheduler_for, snapshots
 
@@ -99,30 +100,56 @@ def controlnet_curve(study, control: str, *, readings: int = 32, steps: int | No
     found = snapshots(folder)
     if not found:
         raise FileNotFoundError(f"{folder}: no snapshots (train with a preset that keeps them, e.g. 'shipped')")
-    steps = steps or study.settings.sampling_steps
-    measure = _gaze_measure(study, control, readings, steps) if is_gaze(control) else _map_measure(study, control, readings, steps)
-    rows = [(control, 0, metric, value) for metric, value in measure(study.pipe, None).items()]
+    measure = _measure(study, control, readings, steps or study.settings.sampling_steps,
+                       study.run_dir / "curves" / folder_name(control))  # fmt: skip
+    rows = [(control, 0, metric, value) for metric, value in measure(study.pipe, f"step-{0:06d}", text_only=True).items()]
     for step, snapshot in tqdm(found.items(), desc=f"curve ({control})", unit="snapshot", disable=not study.progress):
         pipe = with_controlnet(study.pipe, control, snapshot)
-        rows += [(control, step, metric, value) for metric, value in measure(pipe, step).items()]
+        rows += [(control, step, metric, value) for metric, value in measure(pipe, f"step-{step:06d}").items()]
     return pd.DataFrame(rows, columns=["network", "step", "metric", "value"])
 
 
-def _gaze_measure(study, control: str, readings: int, steps: int):
+def adherence_beside(
+    study, models: Mapping[str, RadGazeGenPipeline], controls: Sequence[str], *, readings: int = 16,
+    steps: int | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Several generators' adherence to the same controls on the same readings, each control's ControlNet alone.
+
+    Rows ``model, control, metric, value``; model ``"text only"`` is the first model without ControlNets (the
+    curves' step 0). Gaze controls use the placement protocol on the selection readings, the others the
+    conditioning readings (module docstring). Images are cached under ``curves/beside/<control>/<model>/``.
+    """
+    rows = []
+    for control in controls:
+        measure = _measure(study, control, readings, steps or study.settings.sampling_steps,
+                           study.run_dir / "curves" / "beside" / folder_name(control))  # fmt: skip
+        first = next(iter(models.values()))
+        rows += [("text only", control, metric, value) for metric, value in measure(first, "text-only", text_only=True).items()]
+        for label, pipe in models.items():
+            rows += [(label, control, metric, value) for metric, value in measure(pipe, label.replace(" ", "-")).items()]
+    return pd.DataFrame(rows, columns=["model", "control", "metric", "value"])
+
+
+def _measure(study, control: str, readings: int, steps: int, root: Path):
+    """``measure(pipe, label, text_only=False)``: ``control``'s adherence metrics of ``pipe``'s samples (cached in ``root/label``)."""
+    return (_gaze_measure if is_gaze(control) else _map_measure)(study, control, readings, steps, root)
+
+
+def _gaze_measure(study, control: str, readings: int, steps: int, root: Path):
     from radgazegen.evaluation import placement
     from radgazegen.evaluation.protocols import finding_segmenter, placement_readings
 
-    cases, donors, root, donor_root = placement_readings(study, selection=True)
+    cases, donors, data_root, donor_root = placement_readings(study, selection=True)
     cohort = placement.placement_cohort(cases[:readings], donors, study.pipe.registry, gaze_controls=(control,),
-                                        data_root=root, donor_root=donor_root, progress=False)  # fmt: skip
+                                        data_root=data_root, donor_root=donor_root, progress=False)  # fmt: skip
     segmenter = finding_segmenter(study)
     moves = placement.MOVES[:2]
 
-    def measure(pipe, step) -> dict[str, float]:
-        arm = Configuration("text", "text", TEXT_ONLY, ()) if step is None else Configuration(control, control, "multi", (control,))
+    def measure(pipe, label: str, *, text_only: bool = False) -> dict[str, float]:
+        arm = Configuration("text", "text", TEXT_ONLY, ()) if text_only else Configuration(control, control, "multi", (control,))
         images = {}
-        for how in moves if step is not None else moves[:1]:
-            folder = study.run_dir / "curves" / folder_name(control) / f"step-{step or 0:06d}" / how
+        for how in moves[:1] if text_only else moves:
+            folder = root / label / how
             start_folder(folder, sampling_key(pipe, arm, steps, study.preset))
             images[how] = placement.sample_arm(pipe, arm, cohort, how, folder, steps=steps,
                                                **study.preset.sampling.guidance(),
@@ -134,7 +161,7 @@ def _gaze_measure(study, control: str, readings: int, steps: int):
     return measure
 
 
-def _map_measure(study, control: str, readings: int, steps: int):
+def _map_measure(study, control: str, readings: int, steps: int, root: Path):
     from radgazegen.evaluation.protocols import finding_segmenter
 
     cases = study.conditions[:readings]
@@ -142,13 +169,10 @@ def _map_measure(study, control: str, readings: int, steps: int):
     given = {control: np.stack([load_controls(study.run_dir, c.id, [control], registry)[control] for c in cases])}
     segmenter = finding_segmenter(study)
 
-    def measure(pipe, step) -> dict[str, float]:
-        mode = TEXT_ONLY if step is None else "multi"
-        images = np.concatenate([
-            sample_batch(pipe, cases[start : start + 16], study.run_dir, study.preset, mode=mode, controls=[control],
-                         seeds=list(range(start, min(start + 16, len(cases)))), steps=steps)
-            for start in range(0, len(cases), 16)
-        ])  # fmt: skip
+    def measure(pipe, label: str, *, text_only: bool = False) -> dict[str, float]:
+        arm = Configuration("text", "text", TEXT_ONLY, ()) if text_only else Configuration(control, control, "multi", (control,))
+        images = generate(pipe, arm, cases, study.run_dir, study.preset, steps=steps, batch_size=16, folder=root / label,
+                          progress=False).images  # fmt: skip
         table = adherence(images, given, registry, segmenter=segmenter)
         means = table.groupby("metric")["value"].mean()
         return {metric: float(means[metric]) for metric in _metrics_of(control) if metric in means}
