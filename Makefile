@@ -31,6 +31,7 @@ benchmark: install
 	$(BIN)/python benchmarks/gaze_heatmaps.py
 	$(BIN)/python benchmarks/radiomic_maps.py
 	$(BIN)/python benchmarks/sampling.py
+	$(BIN)/python benchmarks/sampling_budget.py
 	$(BIN)/python benchmarks/adherence.py
 
 clean:
