@@ -12,7 +12,7 @@ on the other side, **undecided** otherwise (the verdict rule of :mod:`radgazegen
 * quality: FRD and FID (CXR) of ``both`` minus text only below 0 (half-sampling intervals);
 * downstream: mean AUROC of real + generated training images minus real alone above 0 (``--classification``).
 
-    python benchmarks/adherence.py [--preset cpu] [--run-dir runs/cpu] [--pipeline-dir DIR] [--classification]
+    python benchmarks/adherence.py [--preset cpu] [--run-dir runs/cpu] [--pipeline-dir DIR] [--gaze NAME ...] [--classification]
                                    [--json benchmarks/results/adherence_cpu.json]
 """
 
@@ -75,13 +75,15 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--run-dir", default="", help="the run directory (default runs/<preset>)")
     parser.add_argument("--pipeline-dir", default="", help="a saved pipeline (default: the preset's; 'run': the run's)")
+    parser.add_argument("--gaze", nargs="+", help="the HVA-CN inputs to place with (default: every gaze control "
+                        "the pipeline has; the book's is the preset's hva, whose samples it has cached)")
     parser.add_argument("--classification", action="store_true", help="also the downstream AUROC target (slow)")
     parser.add_argument("--json", help="also write the targets to this file")
     args = parser.parse_args()
 
     started = time.perf_counter()
     study = open_study(args.preset, run_dir=args.run_dir, pipeline_dir=args.pipeline_dir)
-    gaze = [name for name in study.pipe.controls_of("multi") if is_gaze(name)]  # both HVA-CN inputs, if trained
+    gaze = args.gaze or [name for name in study.pipe.controls_of("multi") if is_gaze(name)]  # both HVA-CN inputs, if trained
     placement = placement_protocol(study, gaze=gaze)
     boot, seed = study.settings.bootstrap, study.preset.seed
     rows = placement_targets(placement.summary(n_boot=boot, seed=seed))

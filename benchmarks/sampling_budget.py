@@ -4,8 +4,9 @@ The placement protocol's text-only and Rad-CN + HVA-CN arms (all three gaze move
 *selection* readings (disjoint from the evaluated ones, so the choice does not see the evaluation), sampled by
 the preset's pipeline under each setting ``steps:start-end`` (classifier-free guidance only on that window of
 the steps). Per setting: images/s, the arm's mean finding share, centroid distance, hit and ``follows`` and
-its paired ratio to text only, and FRD v1 of the images against the training images. The first setting is
-the reference; images are cached per setting under ``<run_dir>/sampling-budget/``.
+its paired ratio to text only, and FRD v1 of each arm's images against the training images. The first
+setting is the reference of the speed-up (timed after an untimed warm-up call); every run samples afresh
+into a temporary folder, so nothing cached is timed.
 
     python benchmarks/sampling_budget.py [--preset cpu] [--readings 24] [--settings 8:0-1 4:0-1 8:0-0.5 ...]
                                          [--json benchmarks/results/sampling_budget_cpu.json]
@@ -16,7 +17,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -63,14 +67,15 @@ def main() -> None:
                               data_root=root, donor_root=donor_root, progress=False)  # fmt: skip
     segmenter = finding_segmenter(study)
     reference = frd.frd_v1_features(study.train.images)
-    rows = []
+    pipe(cohort.prompts[:2], {}, mode=None, num_inference_steps=2, progress=False)  # warm-up, untimed
+    rows, scratch = [], tempfile.mkdtemp(prefix="sampling-budget-")
     for setting in args.settings:
         steps, window = parse(setting)
         images, count, started = {}, 0, time.perf_counter()
         for arm in arms:
             images[arm.name] = {}
             for how in MOVES if gaze_of(arm) else MOVES[:1]:
-                folder = study.run_dir / "sampling-budget" / setting / arm.name / how
+                folder = Path(scratch) / setting / arm.name / how
                 images[arm.name][how] = sample_arm(pipe, arm, cohort, how, folder, steps=steps, seed=study.preset.seed,
                                                    guidance_scale=study.preset.sampling.guidance_scale,
                                                    guidance_interval=window, batch_size=args.batch_size, progress=False)  # fmt: skip
@@ -86,6 +91,7 @@ def main() -> None:
                 row[f"{label} {metric}"] = summary.loc[(arm, metric), "mean"]
         rows.append(row)
         print(f"{setting}: {count} images in {seconds:.0f} s", flush=True)
+    shutil.rmtree(scratch)
     table = pd.DataFrame(rows)
     table["speed-up"] = table["images/s"] / table["images/s"].iloc[0]
     print(f"preset {study.preset.name}, pipeline {pipe.source}, {len(cohort)} selection readings, HVA-CN {study.preset.hva}")

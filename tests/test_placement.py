@@ -143,3 +143,18 @@ def test_placement_claims_are_paired_and_decided():
     assert claims["both"].estimate.value == pytest.approx(0.0)
     summary = placement.placement_summary(table, n_boot=200).set_index(["arm", "metric"])
     assert summary.loc[("gaze", "finding share"), "ratio low"] > 1.0
+
+
+def test_follows_counts_the_readings_it_is_estimated_on():
+    """Text only's `follows` is NaN where it located nothing; the gaze arm's estimate and its n ignore that."""
+    rows = []
+    for k in range(6):
+        for how in placement.MOVES[1:]:
+            rows += [("text", f"r{k}", how, "follows", np.nan if k % 2 else 0.0),
+                     ("gaze", f"r{k}", how, "follows", 0.9)]  # fmt: skip
+    table = pd.DataFrame(rows, columns=["arm", "reading", "move", "metric", "value"])
+    summary = placement.placement_summary(table, n_boot=50).set_index(["arm", "metric"])
+    assert summary.loc[("gaze", "follows"), "readings"] == 6
+    assert summary.loc[("gaze", "follows"), "difference"] == pytest.approx(0.9)
+    claim = next(c for c in placement.placement_claims(table, n_boot=50) if c.metric == "follows")
+    assert claim.estimate.n == 6

@@ -335,7 +335,7 @@ def placement_summary(table: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0,
                         "ratio": ratio.value, "ratio low": ratio.low, "ratio high": ratio.high}  # fmt: skip
             elif metric == "follows" and len(mine.dropna()) > 1:
                 est = bootstrap(np.mean, mine.dropna().to_numpy(), n_boot=n_boot, seed=seed)
-                row |= {"difference": est.value, "difference low": est.low, "difference high": est.high}
+                row |= {"readings": est.n, "difference": est.value, "difference low": est.low, "difference high": est.high}
             rows.append(row)
     return pd.DataFrame(rows)
 
