@@ -129,7 +129,7 @@ PRESETS: dict[str, Preset] = {
             # sample the shipped checkpoint, trained 6x / 7.5x longer)
             TrainSettings(base_steps=200, controlnet_steps=40, batch_size=8, base_learning_rate=1e-3,
                           controlnet_learning_rate=5e-4, checkpoint_every=40, validate_every=100),
-            # guidance on the first half of the steps: on the selection readings at 8 steps, 1.57x the images/s
+            # guidance on the first half of the steps: on the selection readings at 8 steps, 1.35x the images/s
             # of guidance on every step with the same gaze placement and FRD (book/method.md, "Sampling budget")
             SamplingSettings(steps=25, guidance_scale=2.0, guidance_interval=(0.0, 0.5)),
             # HVA-CN reads the gaze while findings were named: on the shipped model's selection readings it places
