@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from radgazegen.data.phantom import generate_phantom, phantom_manifest
+from radgazegen.data.phantom import ensure_phantom
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.io import write_json_atomic
 from radgazegen.presets import Preset
@@ -77,13 +77,9 @@ def prepare_dataset(
     """The data set a notebook works on: real REFLACX at ``data_dir``, else the preset's phantom.
 
     The phantom lives in ``<run_dir>/dataset`` and is generated only when missing or made with
-    other settings (its manifest records n, seed and size).
+    other settings (:func:`~radgazegen.data.phantom.ensure_phantom`).
     """
     if data_dir:
         return ReflacxDataset(data_dir, images_dir or None)
     folder = run_dir_for(preset, run_dir) / "dataset"
-    wanted = {"n": preset.phantom_cases, "seed": preset.seed, "size": list(preset.phantom_size)}
-    existing = phantom_manifest(folder)
-    if existing is None or any(existing.get(k) != v for k, v in wanted.items()):
-        generate_phantom(folder, n=preset.phantom_cases, seed=preset.seed, size=preset.phantom_size)
-    return ReflacxDataset(folder)
+    return ReflacxDataset(ensure_phantom(folder, preset.phantom_cases, preset.seed, preset.phantom_size))

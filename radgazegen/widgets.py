@@ -11,14 +11,13 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 
-from radgazegen.data.images import load_image
 from radgazegen.data.reflacx import DroppedFixationsWarning, ReflacxCase
 from radgazegen.plots import show_reading_at
 
 
 def reading_time_explorer(case: ReflacxCase, out_shape: tuple[int, int] = (128, 128)) -> widgets.VBox:
     """A slider over reading time: the gaze heatmap accumulated up to ``t`` and the words spoken so far."""
-    image, _ = load_image(case.image_path)
+    image = case.load_image()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DroppedFixationsWarning)
         fixations = case.fixations()

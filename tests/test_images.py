@@ -59,3 +59,20 @@ def test_corrupt_and_missing_images_are_named(tmp_path: Path) -> None:
         load_image(bad_dicom)
     with pytest.raises(DataFormatError, match="nothing.png: image file not found"):
         load_image(tmp_path / "nothing.png")
+
+
+def test_a_constant_image_is_one_policy_for_every_format(tmp_path: Path) -> None:
+    flat = tmp_path / "flat.png"
+    Image.fromarray(np.full((8, 8), 90, np.uint8)).save(flat)
+    with pytest.raises(DataFormatError, match="flat.png: image is constant"):
+        load_image(flat)
+    image, _ = load_image(flat, require_contrast=False)  # a mask or a generated image may be constant
+    assert np.allclose(image, 90 / 255)
+    dicom = tmp_path / "flat.dcm"
+    dataset = pydicom.dcmread(get_testdata_file("RG1_UNCR.dcm"))
+    dataset.PixelData = np.full_like(dataset.pixel_array, 300).tobytes()
+    dataset.save_as(dicom)
+    with pytest.raises(DataFormatError, match="flat.dcm: image is constant"):
+        load_image(dicom)
+    constant, _ = load_image(dicom, require_contrast=False)  # zeros, inverted as MONOCHROME1
+    assert constant.min() == constant.max() == 1.0

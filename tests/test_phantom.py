@@ -103,3 +103,13 @@ def test_every_finding_type_renders_inside_the_lungs_or_heart() -> None:
         finding = render_finding(rng, anatomy, kind)
         assert finding.mask.dtype == bool and finding.mask.any(), kind.name
         assert finding.delta.shape == finding.mask.shape and np.isfinite(finding.delta).all(), kind.name
+
+
+def test_every_split_has_a_reading_even_in_a_tiny_phantom(tmp_path: Path) -> None:
+    from radgazegen.data.reflacx import ReflacxDataset
+    from radgazegen.presets import get_preset
+
+    smoke = get_preset("smoke")
+    dataset = ReflacxDataset(generate_phantom(tmp_path / "tiny", n=smoke.phantom_cases, seed=smoke.seed,
+                                              size=smoke.phantom_size, progress=False))  # fmt: skip
+    assert set(dataset.metadata["split"]) == {"train", "validate", "test"}

@@ -9,10 +9,13 @@ import pandas as pd
 import pytest
 
 from radgazegen.data.reflacx import (
+    LABELS,
     DroppedFixationsWarning,
+    IgnoredColumnsWarning,
     ReflacxDataset,
     filter_fixations,
     label_columns,
+    read_chest_box,
     read_ellipses,
     read_fixations,
     read_metadata,
@@ -43,21 +46,113 @@ def test_reads_every_file_of_every_phase(phantom_dir: Path) -> None:
         assert case.image_path.is_file()
 
 
-def test_labels_come_from_the_header_of_each_phase(phantom_dir: Path) -> None:
-    phase12 = read_metadata(phantom_dir / "main_data" / "metadata_phase_1.csv")
+def test_labels_are_reflacx_label_sets_of_each_phase(phantom_dir: Path) -> None:
+    phase1 = read_metadata(phantom_dir / "main_data" / "metadata_phase_1.csv")
     phase3 = read_metadata(phantom_dir / "main_data" / "metadata_phase_3.csv")
-    assert "Pleural effusion" in label_columns(phase12) and "Pleural effusion" not in label_columns(phase3)
-    assert "Lung nodule or mass" in label_columns(phase3)
-    assert phase12["Pleural effusion"].dtype.kind == "i"  # certainty 0-5
-    assert phase3["Pleural abnormality"].dtype == bool
+    assert label_columns(phase1) == list(LABELS[1]) and len(LABELS[1]) == 17
+    assert label_columns(phase3) == list(LABELS[3]) == list(LABELS[2]) and len(LABELS[3]) == 15
+    assert phase1["Pleural effusion"].dtype.kind == "i" and phase3["Pleural abnormality"].dtype.kind == "i"  # 0-5
+    assert phase1["Quality issue"].dtype == bool and phase3["Support devices"].dtype == bool
+    assert "Other" in phase1.columns and "Other" not in label_columns(phase1)  # written labels, a string
 
 
-def test_label_reader_is_not_hard_coded(tmp_path: Path, phantom_copy: Path) -> None:
+def test_unknown_metadata_columns_are_ignored_with_one_warning(phantom_copy: Path) -> None:
     path = phantom_copy / "main_data" / "metadata_phase_1.csv"
     frame = pd.read_csv(path)
-    frame["Some new label"] = 3
+    frame["study_year"] = 2019
+    frame["Lung nodule or mass"] = 5  # a phase-3 label in a phase-1 file
     frame.to_csv(path, index=False)
-    assert "Some new label" in ReflacxDataset(phantom_copy).labels(1)
+    with pytest.warns(IgnoredColumnsWarning, match=r"\['study_year', 'Lung nodule or mass'\].*ignored") as caught:
+        dataset = ReflacxDataset(phantom_copy)
+    assert len([w for w in caught if issubclass(w.category, IgnoredColumnsWarning)]) == 1
+    assert "study_year" not in dataset.labels(1)
+    for case in dataset:
+        assert "study_year" not in case.labels and "Lung nodule or mass" not in case.positive_labels() or case.phase != 1
+
+
+def test_certainty_out_of_range_is_named(phantom_copy: Path) -> None:
+    path = phantom_copy / "main_data" / "metadata_phase_3.csv"
+    frame = pd.read_csv(path)
+    frame.loc[1, "Atelectasis"] = 7
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataFormatError, match=r"metadata_phase_3.csv, row 2: label 'Atelectasis' certainty 7 is not in 0-5"):
+        read_metadata(path)
+
+
+@pytest.mark.parametrize("bad_id", ["../../x", "..", "a/b", ".hidden", ""])
+def test_an_id_that_is_not_a_plain_name_is_rejected(phantom_copy: Path, bad_id: str) -> None:
+    path = phantom_copy / "main_data" / "metadata_phase_3.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[0, "id"] = bad_id
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataFormatError, match=r"metadata_phase_3.csv, row 1: 'id' .* is not a plain name"):
+        ReflacxDataset(phantom_copy)
+
+
+def test_an_image_path_outside_the_data_set_is_rejected(phantom_copy: Path) -> None:
+    path = phantom_copy / "main_data" / "metadata_phase_3.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[0, "image"] = "../../etc/passwd"
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataFormatError, match="row 1: 'image' '../../etc/passwd' is not a relative path inside"):
+        ReflacxDataset(phantom_copy)
+
+
+def test_the_same_id_in_two_phase_files_is_an_error_naming_both(phantom_copy: Path) -> None:
+    main = phantom_copy / "main_data"
+    first = pd.read_csv(main / "metadata_phase_1.csv", dtype=str, keep_default_na=False)
+    third = pd.read_csv(main / "metadata_phase_3.csv", dtype=str, keep_default_na=False)
+    third.loc[0, "id"] = first.loc[0, "id"]
+    third.to_csv(main / "metadata_phase_3.csv", index=False)
+    with pytest.raises(DataFormatError, match=rf"metadata_phase_3.csv, row 1: id '{first.loc[0, 'id']}' is also in "
+                                              r"metadata_phase_1.csv, row 1"):  # fmt: skip
+        ReflacxDataset(phantom_copy)
+
+
+def test_a_metadata_file_name_without_a_phase_is_named(phantom_copy: Path) -> None:
+    main = phantom_copy / "main_data"
+    (main / "metadata_phase_1.csv").rename(main / "metadata_phase_x.csv")
+    with pytest.raises(DataFormatError, match="metadata_phase_x.csv: not a REFLACX metadata file name"):
+        ReflacxDataset(phantom_copy)
+
+
+def test_image_size_is_checked_against_the_image(phantom_copy: Path) -> None:
+    path = phantom_copy / "main_data" / "metadata_phase_3.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[0, "image_size_x"] = "4000"
+    frame.to_csv(path, index=False)
+    case = ReflacxDataset(phantom_copy).case(frame.loc[0, "id"])
+    with pytest.raises(DataFormatError, match=r"\.png: image is \d+ x \d+ pixels but .*metadata_phase_3.csv, row 1 "
+                                              r"says image_size_x=4000"):  # fmt: skip
+        case.load_image()
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "Infinity", "1e400", "nan"])
+def test_non_finite_numbers_are_named(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "timestamps_transcription.csv"
+    path.write_text(f"word,timestamp_start_word,timestamp_end_word\nright,0.5,0.7\nlung,{value},2\n")
+    with pytest.raises(DataFormatError, match=r"row 2: column 'timestamp_start_word' value .* is not (finite|a number)"):
+        read_words(path)
+
+
+def test_fixation_durations_that_overflow_are_named(phantom_copy: Path) -> None:
+    path = _first_case_folder(phantom_copy) / "fixations.csv"
+    frame = pd.read_csv(path)
+    frame.loc[0, "timestamp_start_fixation"] = -1e308
+    frame.loc[0, "timestamp_end_fixation"] = 1e308
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataFormatError, match=r"fixations.csv, row 1: the fixation's duration \(end - start\) overflows"):
+        read_fixations(path)
+
+
+def test_a_repeated_header_or_a_row_longer_than_the_header_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "chest_bounding_box.csv"
+    path.write_text("xmin,ymin,xmax,xmax\n1,2,3,4\n")
+    with pytest.raises(DataFormatError, match=r"column\(s\) \['xmax'\] appear more than once"):
+        read_chest_box(path)
+    path.write_text("xmin,ymin,xmax,ymax\n1,2,3,4,5\n")
+    with pytest.raises(DataFormatError, match="not a readable CSV file.*Expected 4 fields"):
+        read_chest_box(path)
 
 
 def test_positive_labels_match_the_ellipses(phantom_dir: Path) -> None:

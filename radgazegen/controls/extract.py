@@ -32,7 +32,6 @@ from radgazegen.controls.registry import (
     raw_controls,
 )
 from radgazegen.controls.gaze_stats import keywords_for
-from radgazegen.data.images import load_image
 from radgazegen.data.reflacx import DroppedFixationsWarning, ReflacxCase, ReflacxDataset
 from radgazegen.io import atomic_path, write_json_atomic
 
@@ -92,7 +91,7 @@ def case_inputs(
 ) -> ControlInputs:
     """What one case's controls ``names`` are computed from: its image, and its fixations, lungs, words and findings
     where a control needs them (dropped fixations are counted in ``fixations.attrs``, not warned about)."""
-    image, _ = load_image(case.image_path)
+    image = case.load_image()
     fixations = words = findings = None
     if any(is_gaze(name) for name in names):
         with warnings.catch_warnings():

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from radgazegen.controls.resample import area_resample
 from radgazegen.controls.texture import texture_maps
-from radgazegen.data.images import load_image, load_mask
+from radgazegen.data.images import load_mask
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.errors import DataFormatError
 
@@ -44,7 +44,8 @@ def region_texture_values(
     truth = pd.read_csv(truth_path)
     rows = []
     for case in tqdm(list(dataset), desc="texture by region", unit="case", disable=not progress):
-        image, shape = load_image(case.image_path)
+        image = case.load_image()
+        shape = image.shape
         scale = long_side / max(shape)
         small_shape = (max(8, round(shape[0] * scale)), max(8, round(shape[1] * scale)))
         small = area_resample(image, small_shape, mean=True)

@@ -10,7 +10,6 @@ import torch
 
 from radgazegen.controls.extract import load_controls, load_registry
 from radgazegen.controls.resample import area_resample
-from radgazegen.data.images import load_image
 from radgazegen.data.reflacx import ReflacxCase, ReflacxDataset
 from radgazegen.io import atomic_path
 
@@ -59,7 +58,7 @@ class GeneratorDataset(torch.utils.data.Dataset):
         path = self.run_dir / "images" / str(self.size) / f"{case.id}.npy"
         if path.is_file():
             return np.load(path)
-        image, _ = load_image(case.image_path)
+        image = case.load_image()
         small = area_resample(np.asarray(image, dtype=np.float64), (self.size, self.size), mean=True).astype(np.float32)
         with atomic_path(path) as tmp, tmp.open("wb") as handle:
             np.save(handle, small)

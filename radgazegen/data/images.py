@@ -13,12 +13,15 @@ from radgazegen.io import atomic_path
 _DICOM_SUFFIXES = {".dcm", ".dicom", ""}
 
 
-def load_image(path: str | Path) -> tuple[np.ndarray, tuple[int, int]]:
+def load_image(path: str | Path, *, require_contrast: bool = True) -> tuple[np.ndarray, tuple[int, int]]:
     """Read a radiograph; return ``(image, (height, width))`` with ``image`` float32 in [0, 1].
 
     DICOM: modality LUT (rescale slope/intercept), then the VOI LUT or the first window stored in
-    the file, then MONOCHROME1 is inverted so that bone is bright and air dark, as in MONOCHROME2.
-    PNG (8 or 16 bit, grey or colour) and JPEG are scaled by their bit depth.
+    the file, then MONOCHROME1 is inverted so that bone is bright and air dark, as in MONOCHROME2;
+    the windowed values are stretched to [0, 1]. PNG (8 or 16 bit, grey or colour) and JPEG are scaled
+    by their bit depth. One policy for every format: a constant image (no contrast) is an error when
+    ``require_contrast`` (a radiograph), else read as it is (a mask or a generated image; a constant
+    DICOM reads as zeros).
     """
     path = Path(path)
     if not path.is_file():
@@ -27,6 +30,10 @@ def load_image(path: str | Path) -> tuple[np.ndarray, tuple[int, int]]:
         image = _load_dicom(path)
     else:
         image = _load_raster(path)
+    if image.ndim != 2 or image.size == 0:
+        raise DataFormatError(path, f"expected a non-empty grey image, got pixel array of shape {image.shape}")
+    if require_contrast and not image.max() > image.min():
+        raise DataFormatError(path, "image is constant (no contrast)")
     return image, (int(image.shape[0]), int(image.shape[1]))
 
 
@@ -50,9 +57,7 @@ def _load_dicom(path: Path) -> np.ndarray:
     values = apply_modality_lut(pixels, dataset)
     values = apply_voi_lut(values, dataset, index=0, prefer_lut=True).astype(np.float64)
     low, high = float(values.min()), float(values.max())
-    if high <= low:
-        raise DataFormatError(path, "image is constant (no contrast after windowing)")
-    image = (values - low) / (high - low)
+    image = (values - low) / (high - low) if high > low else np.zeros_like(values)  # constant: zeros
     if str(dataset.get("PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
         image = 1.0 - image
     return image.astype(np.float32)
@@ -92,6 +97,6 @@ def save_mask_png(path: str | Path, mask: np.ndarray) -> None:
 
 
 def load_mask(path: str | Path) -> np.ndarray:
-    """Read a mask PNG as a boolean array (non-zero = inside)."""
-    image, _ = load_image(path)
+    """Read a mask PNG as a boolean array (non-zero = inside; an empty mask is valid)."""
+    image, _ = load_image(path, require_contrast=False)
     return image > 0.5

@@ -9,13 +9,16 @@ Layout (PhysioNet ``reflacx-xray-localization``)::
     main_data/<id>/anomaly_location_ellipses.csv
     main_data/<id>/chest_bounding_box.csv
 
-Label columns differ between phases (phases 1-2 hold certainties 0-5, phase 3 another label set),
-so labels are whatever columns of a metadata file are not in :data:`METADATA_COLUMNS`.
+Label columns differ between phases (:data:`LABELS`): phase 1 has 15 certainty labels (0-5) and two
+presence labels (``Quality issue``, ``Support devices``), phases 2 and 3 another 14 certainty labels and
+``Support devices``; ``Other`` holds written labels separated by ``|``. Any other column of a metadata
+file is ignored with one :class:`IgnoredColumnsWarning` (never read as a label).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import warnings
 from functools import cached_property
 from pathlib import Path
@@ -23,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from radgazegen.data.images import load_image
 from radgazegen.data.tables import ColumnKind, check_order, convert_columns, raise_at_first, read_strings, read_table
 from radgazegen.errors import DataFormatError, check_shape
 
@@ -36,6 +40,26 @@ METADATA_COLUMNS: dict[str, ColumnKind] = {
     "image_size_x": "int",
     "image_size_y": "int",
 }
+
+CERTAINTY_LABELS: dict[int, tuple[str, ...]] = {
+    1: ("Airway wall thickening", "Atelectasis", "Consolidation", "Emphysema", "Enlarged cardiac silhouette",
+        "Fibrosis", "Fracture", "Groundglass opacity", "Mass", "Nodule", "Pleural effusion", "Pleural thickening",
+        "Pneumothorax", "Pulmonary edema", "Wide mediastinum"),
+    2: ("Abnormal mediastinal contour", "Acute fracture", "Atelectasis", "Consolidation",
+        "Enlarged cardiac silhouette", "Enlarged hilum", "Groundglass opacity", "Hiatal hernia",
+        "High lung volume / emphysema", "Interstitial lung disease", "Lung nodule or mass", "Pleural abnormality",
+        "Pneumothorax", "Pulmonary edema"),
+}  # fmt: skip
+CERTAINTY_LABELS[3] = CERTAINTY_LABELS[2]
+PRESENCE_LABELS: dict[int, tuple[str, ...]] = {1: ("Quality issue", "Support devices"), 2: ("Support devices",),
+                                               3: ("Support devices",)}  # fmt: skip
+LABELS: dict[int, tuple[str, ...]] = {phase: CERTAINTY_LABELS[phase] + PRESENCE_LABELS[phase] for phase in (1, 2, 3)}
+"""REFLACX's image-level labels per phase: certainties 0-5, then presence (True / False)."""
+OTHER_COLUMN = "Other"  # written additional labels, "|"-separated (a string, not a label column)
+CERTAINTY_RANGE = (0, 5)
+METADATA_FILE = re.compile(r"metadata_phase_(\d+)\.csv")
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+"""An ``id`` or ``dicom_id``: a plain file or folder name (no path separators, no leading dot)."""
 
 SHOWN_RECT_COLUMNS = (
     "xmin_shown_from_image",
@@ -65,6 +89,10 @@ FIXATION_COLUMNS: dict[str, ColumnKind] = {
 WORD_COLUMNS: dict[str, ColumnKind] = {"word": "str", "timestamp_start_word": "float", "timestamp_end_word": "float"}
 BOX_COLUMNS: dict[str, ColumnKind] = {"xmin": "float", "ymin": "float", "xmax": "float", "ymax": "float"}
 ELLIPSE_COLUMNS: dict[str, ColumnKind] = {**BOX_COLUMNS, "certainty": "int"}
+
+
+class IgnoredColumnsWarning(UserWarning):
+    """A metadata file has columns that are neither REFLACX metadata nor the phase's labels; they are not read."""
 
 
 class DroppedFixationsWarning(UserWarning):
@@ -134,6 +162,9 @@ def read_fixations(path: str | Path, image_shape: tuple[int, int] | None = None)
     path = Path(path)
     fixations = read_table(path, FIXATION_COLUMNS, allow_empty=True)
     check_order(path, fixations, "timestamp_start_fixation", "timestamp_end_fixation")
+    with np.errstate(over="ignore"):
+        durations = fixations["timestamp_end_fixation"].to_numpy() - fixations["timestamp_start_fixation"].to_numpy()
+    raise_at_first(path, ~np.isfinite(durations), lambda i: "the fixation's duration (end - start) overflows")
     for low, high in (SHOWN_RECT_COLUMNS[0::2], SHOWN_RECT_COLUMNS[1::2]):
         check_order(path, fixations, low, high)
     for column in ("angular_resolution_x_pixels_per_degree", "angular_resolution_y_pixels_per_degree"):
@@ -172,26 +203,60 @@ def read_chest_box(path: str | Path) -> tuple[float, float, float, float]:
     return (float(first["xmin"]), float(first["ymin"]), float(first["xmax"]), float(first["ymax"]))
 
 
+def metadata_phase(path: str | Path) -> int:
+    """The phase of a ``metadata_phase_N.csv`` file (1, 2 or 3), else :class:`DataFormatError`."""
+    match = METADATA_FILE.fullmatch(Path(path).name)
+    if match is None or int(match.group(1)) not in LABELS:
+        raise DataFormatError(path, "not a REFLACX metadata file name (expected metadata_phase_1.csv, "
+                                    "metadata_phase_2.csv or metadata_phase_3.csv)")  # fmt: skip
+    return int(match.group(1))
+
+
 def read_metadata(path: str | Path) -> pd.DataFrame:
-    """Read one ``metadata_phase_N.csv``; label columns are parsed as certainties (int) or booleans."""
+    """Read one ``metadata_phase_N.csv``: metadata, the phase's labels (:data:`LABELS`) present, ``Other``.
+
+    Certainty labels are integers 0-5, presence labels booleans; columns that are neither are ignored with
+    an :class:`IgnoredColumnsWarning`. Ids and DICOM ids must be unique plain names (:data:`SAFE_NAME`), the
+    image a relative path inside the data set.
+    """
     path = Path(path)
+    phase = metadata_phase(path)
     raw = read_strings(path, allow_empty=True)
-    kinds = {label: _label_kind(raw[label]) for label in label_columns(raw)}
-    frame = convert_columns(path, raw, {**METADATA_COLUMNS, **kinds})
+    kinds: dict[str, ColumnKind] = {name: "int" for name in CERTAINTY_LABELS[phase] if name in raw.columns}
+    kinds |= {name: "bool" for name in PRESENCE_LABELS[phase] if name in raw.columns}
+    if OTHER_COLUMN in raw.columns:
+        kinds[OTHER_COLUMN] = "str"
+    ignored = [c for c in raw.columns if c not in METADATA_COLUMNS and c not in kinds]
+    if ignored:
+        warnings.warn(f"{path}: column(s) {ignored} are not REFLACX phase-{phase} metadata or labels; ignored",
+                      IgnoredColumnsWarning, stacklevel=2)  # fmt: skip
+    frame = convert_columns(path, raw, {**METADATA_COLUMNS, **kinds})[[*METADATA_COLUMNS, *kinds]]
+    for column in ("id", "dicom_id"):
+        raise_at_first(path, ~frame[column].map(lambda v: SAFE_NAME.fullmatch(v) is not None),
+                       lambda i, c=column: f"'{c}' {frame[c].iloc[i]!r} is not a plain name (letters, digits, _ . -)")
     raise_at_first(path, frame["id"].duplicated(), lambda i: f"duplicate id {frame['id'].iloc[i]!r}")
+    raise_at_first(path, ~frame["image"].map(_inside), lambda i: f"'image' {frame['image'].iloc[i]!r} is not a "
+                   "relative path inside the data set")  # fmt: skip
     for size in ("image_size_x", "image_size_y"):
         raise_at_first(path, frame[size] <= 0, lambda i, s=size: f"'{s}' must be positive")
+    low, high = CERTAINTY_RANGE
+    for name in CERTAINTY_LABELS[phase]:
+        if name in frame.columns:
+            raise_at_first(path, (frame[name] < low) | (frame[name] > high),
+                           lambda i, n=name: f"label '{n}' certainty {frame[n].iloc[i]} is not in {low}-{high}")
+    frame.attrs["phase"] = phase
     return frame
 
 
+def _inside(image: str) -> bool:
+    relative = Path(image)
+    return bool(image) and not relative.is_absolute() and ".." not in relative.parts
+
+
 def label_columns(metadata: pd.DataFrame) -> list[str]:
-    """The label columns of a metadata table (everything that is not a fixed metadata column)."""
-    return [c for c in metadata.columns if c not in METADATA_COLUMNS and c != "phase"]
-
-
-def _label_kind(values: pd.Series) -> ColumnKind:
-    lowered = set(values.str.strip().str.lower()) - {""}
-    return "bool" if lowered and lowered <= {"true", "false"} else "int"
+    """The label columns of a metadata table read by :func:`read_metadata`, in file order."""
+    known = {name for names in LABELS.values() for name in names}
+    return [c for c in metadata.columns if c in known]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,11 +272,22 @@ class ReflacxCase:
     split: str
     dicom_id: str
     labels: dict[str, int | bool]
+    source: str = ""  # the metadata file and row this reading comes from
 
     @property
     def image_path(self) -> Path:
         """The image file; raises :class:`DataFormatError` naming every place looked."""
         return resolve_image(self.image, self.image_roots)
+
+    def load_image(self) -> np.ndarray:
+        """The radiograph, float32 in [0, 1] (:func:`~radgazegen.data.images.load_image`), checked against the
+        metadata's ``image_size_x`` / ``image_size_y`` (the fixations' coordinates); a mismatch is an error."""
+        path = self.image_path
+        image, shape = load_image(path)
+        if shape != self.image_shape:
+            raise DataFormatError(path, f"image is {shape[1]} x {shape[0]} pixels but {self.source} says "
+                                        f"image_size_x={self.image_shape[1]}, image_size_y={self.image_shape[0]}")  # fmt: skip
+        return image
 
     def fixations(self, *, drop_outside_image: bool = True) -> pd.DataFrame:
         """Validated fixations; out-of-view fixations dropped and counted in ``attrs["dropped"]``."""
@@ -258,11 +334,19 @@ class ReflacxDataset:
         self._labels_by_phase: dict[int, list[str]] = {}
         for path in files:
             table = read_metadata(path)
-            phase = int(path.stem.rsplit("_", 1)[-1])
+            phase = table.attrs["phase"]
             table.insert(0, "phase", phase)
+            table.insert(1, "row", np.arange(1, len(table) + 1))
             tables.append(table)
             self._labels_by_phase[phase] = label_columns(table)
         metadata = pd.concat(tables, ignore_index=True)
+        repeated = metadata["id"].duplicated()
+        if repeated.any():
+            again = metadata[repeated].iloc[0]
+            first = metadata[metadata["id"] == again["id"]].iloc[0]
+            raise DataFormatError(main / f"metadata_phase_{again['phase']}.csv",
+                                  f"id {again['id']!r} is also in metadata_phase_{first['phase']}.csv, row "
+                                  f"{first['row']} (each reading must be in one phase file)", row=int(again["row"]))  # fmt: skip
         if not include_discarded:
             metadata = metadata[~metadata["eye_tracking_data_discarded"]].reset_index(drop=True)
         self.metadata = metadata
@@ -301,6 +385,7 @@ class ReflacxDataset:
             split=str(row["split"]),
             dicom_id=str(row["dicom_id"]),
             labels=labels,
+            source=f"{self.root / 'main_data' / f'metadata_phase_{phase}.csv'}, row {row['row']}",
         )
 
     def __iter__(self):

@@ -28,17 +28,26 @@ def read_table(path: str | Path, columns: Mapping[str, ColumnKind], *, allow_emp
 
 
 def read_strings(path: str | Path, *, allow_empty: bool = False) -> pd.DataFrame:
-    """Read a CSV file with every value as a string (header names stripped)."""
+    """Read a CSV file with every value as a string (header names stripped).
+
+    Every row has at most as many fields as the header (a short row's missing fields are empty) and no
+    column name repeats; else :class:`DataFormatError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(path, "file not found")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    try:  # header=None: a row with more fields than the header is an error, not a shifted index column
+        table = pd.read_csv(path, dtype=str, header=None, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise DataFormatError(path, "file is empty (no header line)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DataFormatError(path, f"not a readable CSV file ({err})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
+    except (pd.errors.ParserError, UnicodeError, ValueError, OverflowError) as err:
+        raise DataFormatError(path, f"not a readable CSV file ({' '.join(str(err).split())})") from None
+    names = [str(c).strip() for c in table.iloc[0]]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataFormatError(path, f"column(s) {repeated} appear more than once in the header")
+    frame = table.iloc[1:].reset_index(drop=True)
+    frame.columns = names
     if frame.empty and not allow_empty:
         raise DataFormatError(path, "no data rows")
     return frame
@@ -75,14 +84,15 @@ def _convert(path: Path, values: pd.Series, name: str, kind: ColumnKind) -> pd.S
     return numbers.astype(np.float64)
 
 
-def raise_at_first(path: Path, bad: pd.Series, problem: Callable[[int], str]) -> None:
+def raise_at_first(path: Path, bad: pd.Series | np.ndarray, problem: Callable[[int], str]) -> None:
     """Raise :class:`DataFormatError` at the first row where ``bad`` is true; ``problem(i)`` words it."""
-    if bad.any():
-        position = int(np.flatnonzero(bad.to_numpy())[0])
+    flags = np.asarray(bad, dtype=bool)
+    if flags.any():
+        position = int(np.flatnonzero(flags)[0])
         raise DataFormatError(path, problem(position), row=position + 1)
 
 
-def _raise_first(path: Path, bad: pd.Series, raw: pd.Series, name: str, problem: str) -> None:
+def _raise_first(path: Path, bad: pd.Series | np.ndarray, raw: pd.Series, name: str, problem: str) -> None:
     raise_at_first(path, bad, lambda i: f"column '{name}' value {raw.iloc[i]!r} {problem}")
 
 

@@ -174,5 +174,5 @@ def load(configuration: Configuration, ids: Sequence[str], copies: Sequence[int]
     """Read samples back (an image missing from ``folder`` is an error naming it)."""
     folder = Path(folder)
     rows = [(i, c) for i, n in zip(ids, copies, strict=True) for c in range(n)]
-    images = np.stack([load_image(folder / _file(i, c))[0] for i, c in rows]).astype(np.float32)
+    images = np.stack([load_image(folder / _file(i, c), require_contrast=False)[0] for i, c in rows]).astype(np.float32)
     return Samples(configuration, [i for i, _ in rows], np.array([c for _, c in rows]), images)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from radgazegen.controls.resample import area_resample
 from radgazegen.data.dataset import GeneratorDataset
 from radgazegen.data.images import load_image
-from radgazegen.data.phantom import generate_phantom, phantom_manifest
+from radgazegen.data.phantom import ensure_phantom
 from radgazegen.data.reflacx import ReflacxCase, ReflacxDataset
 from radgazegen.presets import Preset
 
@@ -107,12 +107,9 @@ def phantom_test_cohort(
 ) -> Cohort:
     """A held-out phantom of ``preset.evaluation.test_cases`` readings (seed ``preset.seed + 1``), generated once."""
     folder = Path(run_dir) / "test_cohort"
-    wanted = {"n": preset.evaluation.test_cases, "seed": preset.seed + 1, "size": list(preset.phantom_size)}
-    existing = phantom_manifest(folder / "dataset")
-    if existing is None or any(existing.get(k) != v for k, v in wanted.items()):
-        generate_phantom(folder / "dataset", n=wanted["n"], seed=wanted["seed"], size=preset.phantom_size,
-                         progress=progress)  # fmt: skip
-    return reflacx_cohort(ReflacxDataset(folder / "dataset"), folder, preset.control_size, classes=classes,
+    dataset = ensure_phantom(folder / "dataset", preset.evaluation.test_cases, preset.seed + 1, preset.phantom_size,
+                             progress=progress)  # fmt: skip
+    return reflacx_cohort(ReflacxDataset(dataset), folder, preset.control_size, classes=classes,
                           progress=progress)  # fmt: skip
 
 

@@ -251,7 +251,7 @@ def sample_arm(
             save_png16(paths[k], image)
         bar.update(len(rows))
     bar.close()
-    return np.stack([load_image(path)[0] for path in paths]).astype(np.float32)
+    return np.stack([load_image(path, require_contrast=False)[0] for path in paths]).astype(np.float32)
 
 
 def placement_scores(masks: np.ndarray, targets: np.ndarray) -> pd.DataFrame:

@@ -588,7 +588,7 @@ def placement_readings(study: Study, *, selection: bool = False):
     set for choices made before the evaluation (the training curves): ``placement-selection/`` (seeds
     ``seed + 4`` and ``seed + 5``), or the validation readings.
     """
-    from radgazegen.data.phantom import generate_phantom, phantom_manifest
+    from radgazegen.data.phantom import ensure_phantom, phantom_manifest
     from radgazegen.data.reflacx import ReflacxDataset
     from radgazegen.evaluation.placement import FOCAL_FINDINGS, is_placement_reading
 
@@ -602,13 +602,8 @@ def placement_readings(study: Study, *, selection: bool = False):
     folders = {}
     for name, n, seed, findings in (("readings", settings.placement_readings, preset.seed + offset, FOCAL_FINDINGS),
                                     ("donors", settings.placement_donors, preset.seed + offset + 1, [])):  # fmt: skip
-        folder = root / name
-        wanted = {"n": n, "seed": seed, "size": list(preset.phantom_size), "findings": list(findings)}
-        existing = phantom_manifest(folder)
-        if existing is None or any(existing.get(k) != v for k, v in wanted.items()):
-            generate_phantom(folder, n=n, seed=seed, size=preset.phantom_size, findings=findings,
-                             progress=study.progress)  # fmt: skip
-        folders[name] = folder
+        folders[name] = ensure_phantom(root / name, n, seed, preset.phantom_size, findings=findings,
+                                       progress=study.progress)  # fmt: skip
     return (list(ReflacxDataset(folders["readings"])), list(ReflacxDataset(folders["donors"])),
             folders["readings"], folders["donors"])  # fmt: skip
 

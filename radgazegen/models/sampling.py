@@ -115,7 +115,8 @@ def sample_cases(
     pipe = load_pipeline(preset, run_dir, pipeline, device)
     cases = [case for case in dataset if case.split == split]
     if not cases:
-        raise ValueError(f"{dataset.root}: no cases in split {split!r}")
+        present = dataset.metadata["split"].value_counts().to_dict()
+        raise ValueError(f"{dataset.root}: no cases in split {split!r}; the data set's splits: {present}")
     out = Path(out) if out else Path(run_dir) / "samples" / mode
     for start in tqdm(range(0, len(cases), batch_size), desc=f"samples ({mode})", unit="batch"):
         batch = cases[start : start + batch_size]

@@ -22,8 +22,8 @@ class FindingType:
     """A kind of finding the phantom can draw."""
 
     name: str
-    label_phase12: str  # REFLACX label column, phases 1-2
-    label_phase3: str  # REFLACX label column, phase 3
+    label_phase1: str  # REFLACX label column, phase 1
+    label_phase23: str  # REFLACX label column, phases 2-3
     prevalence: float
     zones: tuple[str, ...]  # where it may appear (location prior)
     keywords: tuple[str, ...]  # words that name it in a report
@@ -58,19 +58,6 @@ FINDING_TYPES: tuple[FindingType, ...] = (
     FindingType("pneumothorax", "Pneumothorax", "Pneumothorax", 0.015, ("upper",), ("pneumothorax",)),
 )
 FINDINGS_BY_NAME = {kind.name: kind for kind in FINDING_TYPES}
-
-LABELS_PHASE12 = (
-    "Airway wall thickening", "Atelectasis", "Consolidation", "Emphysema", "Enlarged cardiac silhouette",
-    "Fibrosis", "Fracture", "Groundglass opacity", "Mass", "Nodule", "Other", "Pleural effusion",
-    "Pleural thickening", "Pneumothorax", "Pulmonary edema", "Quality issue", "Support devices", "Wide mediastinum",
-)  # fmt: skip
-LABELS_PHASE3 = (
-    "Abnormal mediastinal contour", "Acute fracture", "Atelectasis", "Consolidation", "Enlarged cardiac silhouette",
-    "Enlarged hilum", "Groundglass opacity", "Hiatal hernia", "High lung volume / emphysema",
-    "Interstitial lung disease", "Lung nodule or mass", "Pleural abnormality", "Pneumothorax", "Pulmonary edema",
-    "Support devices", "Quality issue", "Other",
-)  # fmt: skip
-
 
 def sample_finding_types(rng: np.random.Generator) -> list[FindingType]:
     """Draw which findings a case has: independent draws with each type's prevalence."""

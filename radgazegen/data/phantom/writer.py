@@ -29,8 +29,6 @@ from radgazegen.data.images import save_mask_png, save_png16
 from radgazegen.io import atomic_dir
 from radgazegen.data.phantom.anatomy import Anatomy, AnatomyParams, finish, render_anatomy
 from radgazegen.data.phantom.findings import (
-    LABELS_PHASE3,
-    LABELS_PHASE12,
     FINDINGS_BY_NAME,
     FindingType,
     Finding,
@@ -38,10 +36,12 @@ from radgazegen.data.phantom.findings import (
     sample_finding_types,
 )
 from radgazegen.data.phantom.reading import Sentence, compose_report, simulate_reading
+from radgazegen.data.reflacx import LABELS, METADATA_COLUMNS, OTHER_COLUMN, PRESENCE_LABELS
 
 DEFAULT_SIZE = (576, 480)
 PHASE_SHARES = (0.2, 0.3, 0.5)  # readings per REFLACX phase
 SPLIT_SHARES = {"train": 0.8, "validate": 0.1, "test": 0.1}
+FORMAT = 2  # of the files written; a data set of another format is regenerated (2: REFLACX's label sets per phase)
 
 
 @dataclasses.dataclass
@@ -130,7 +130,8 @@ def generate_phantom(
 
     ``findings`` (see :func:`generate_case`): ``None`` for the long-tailed prevalences, else exactly one
     of the named findings per reading (none for an empty list), e.g. for the gaze-placement cohort.
-    Deterministic for ``(n, seed, size, findings)``; case ``k`` is the same whatever ``n`` is. The data set is
+    Deterministic for ``(n, seed, size, findings)``; case ``k`` is the same whatever ``n`` is (but for its split
+    in a data set too small to fill every split, :func:`cover_splits`). The data set is
     written into a temporary sibling folder and renamed into place, so an interrupted run leaves
     no partial data set. An existing ``out_dir`` is replaced.
     """
@@ -145,18 +146,9 @@ def generate_phantom(
         for index in tqdm(range(n), desc="phantom cases", unit="case", disable=not progress):
             case = generate_case(seeds[index], index, size, findings)
             rows[case.phase].append(_write_case(staging, case, truth))
-        for phase, labels in ((1, LABELS_PHASE12), (2, LABELS_PHASE12), (3, LABELS_PHASE3)):
-            columns = [
-                "id",
-                "split",
-                "eye_tracking_data_discarded",
-                "image",
-                "dicom_id",
-                "subject_id",
-                "image_size_x",
-                "image_size_y",
-                *labels,
-            ]
+        cover_splits([row for phase in rows.values() for row in phase])
+        for phase in (1, 2, 3):
+            columns = [*METADATA_COLUMNS, *LABELS[phase], OTHER_COLUMN]
             pd.DataFrame(rows[phase], columns=columns).to_csv(
                 staging / "main_data" / f"metadata_phase_{phase}.csv", index=False
             )
@@ -164,6 +156,7 @@ def generate_phantom(
         manifest = {
             "generator": "radgazegen.data.phantom",
             "version": __version__,
+            "format": FORMAT,
             "n": n,
             "seed": seed,
             "size": list(size),
@@ -172,6 +165,39 @@ def generate_phantom(
         }
         (staging / "phantom" / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out_dir
+
+
+def cover_splits(rows: Sequence[dict]) -> None:
+    """Give every split of :data:`SPLIT_SHARES` at least one reading where there are enough readings (in place).
+
+    A split the draws left empty takes the last reading (highest id) of the largest split; with 120 or more
+    readings no split is empty, so this changes only tiny data sets (e.g. the ``smoke`` preset's 12).
+    """
+    for split in SPLIT_SHARES:
+        counts = {name: sum(row["split"] == name for row in rows) for name in SPLIT_SHARES}
+        largest = max(counts, key=counts.get)
+        if counts[split] == 0 and counts[largest] > 1:
+            donor = max((row for row in rows if row["split"] == largest), key=lambda row: int(row["id"].rsplit("R", 1)[1]))
+            donor["split"] = split
+
+
+def ensure_phantom(
+    folder: str | Path,
+    n: int,
+    seed: int,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    *,
+    findings: Sequence[str] | None = None,
+    progress: bool = True,
+) -> Path:
+    """``folder``'s phantom data set, generated (:func:`generate_phantom`) unless one of these settings and of
+    this :data:`FORMAT` is there already."""
+    wanted = {"format": FORMAT, "n": n, "seed": seed, "size": list(size),
+              "findings": None if findings is None else list(findings)}  # fmt: skip
+    existing = phantom_manifest(folder)
+    if existing is None or any(existing.get(k) != v for k, v in wanted.items()):
+        generate_phantom(folder, n=n, seed=seed, size=size, findings=findings, progress=progress)
+    return Path(folder)
 
 
 def phantom_manifest(folder: str | Path) -> dict | None:
@@ -189,7 +215,7 @@ def _write_case(root: Path, case: PhantomCase, truth: list[dict]) -> dict:
     case.fixations.to_csv(folder / "fixations.csv", index=False)
     case.words.to_csv(folder / "timestamps_transcription.csv", index=False)
     (folder / "transcription.txt").write_text(case.transcription + "\n", encoding="utf-8")
-    labels = LABELS_PHASE3 if case.phase == 3 else LABELS_PHASE12
+    labels = LABELS[case.phase]
     ellipses = []
     row: dict = {
         "id": case.id,
@@ -200,10 +226,11 @@ def _write_case(root: Path, case: PhantomCase, truth: list[dict]) -> dict:
         "subject_id": case.subject_id,
         "image_size_x": width,
         "image_size_y": height,
-        **{name: False if case.phase == 3 else 0 for name in labels},
+        **{name: False if name in PRESENCE_LABELS[case.phase] else 0 for name in labels},
+        OTHER_COLUMN: "",
     }
     for k, (finding, certainty) in enumerate(zip(case.findings, case.certainties, strict=True)):
-        label = finding.kind.label_phase3 if case.phase == 3 else finding.kind.label_phase12
+        label = finding.kind.label_phase1 if case.phase == 1 else finding.kind.label_phase23
         ys, xs = np.nonzero(finding.mask)
         pad_x, pad_y = 0.08 * (np.ptp(xs) + 1), 0.08 * (np.ptp(ys) + 1)
         ellipses.append(
@@ -216,7 +243,7 @@ def _write_case(root: Path, case: PhantomCase, truth: list[dict]) -> dict:
                 **{name: name == label for name in labels},
             }
         )
-        row[label] = True if case.phase == 3 else max(row[label], certainty)
+        row[label] = max(row[label], certainty)
         mask_name = f"{case.dicom_id}_{k}.png"
         save_mask_png(root / "phantom" / "findings" / mask_name, finding.mask)
         sentence = next(
