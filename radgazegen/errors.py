@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from numbers import Integral
 from pathlib import Path
 
@@ -24,6 +25,23 @@ class DataFormatError(ValueError):
 
 class MissingWeightsError(FileNotFoundError):
     """A model folder or weight file is missing or unreadable; the message names the folder and the file."""
+
+
+class ChecksumError(MissingWeightsError):
+    """A file is missing, unlisted or differs from the SHA-256 (or size) its manifest records."""
+
+
+@contextlib.contextmanager
+def loading(path: str | Path) -> Iterator[None]:
+    """Re-raise what a weight loader raises on a truncated or corrupt file as a :class:`MissingWeightsError`
+    naming ``path`` (a folder or file), instead of a library traceback that may name neither."""
+    try:
+        yield
+    except MissingWeightsError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, EOFError) as err:
+        problem = " ".join(str(err).split()) or type(err).__name__
+        raise MissingWeightsError(f"{path}: cannot be loaded ({problem}); a file is truncated or corrupt") from err
 
 
 class ControlError(ValueError):

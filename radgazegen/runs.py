@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 from importlib import metadata
@@ -11,7 +10,7 @@ from typing import Any
 
 from radgazegen.data.phantom import ensure_phantom
 from radgazegen.data.reflacx import ReflacxDataset
-from radgazegen.io import write_json_atomic
+from radgazegen.io import read_json, write_json_atomic
 from radgazegen.presets import Preset
 
 _TRACKED_PACKAGES = ("radgazegen", "torch", "numpy", "pandas", "scipy", "diffusers", "papermill", "jupyter-book")
@@ -58,7 +57,7 @@ def resolve_device(device: str) -> str:
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / "manifest.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(path) if path.is_file() else {}
 
 
 def record(run_dir: str | Path, section: str, key: str, entry: dict[str, Any]) -> None:

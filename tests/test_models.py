@@ -139,13 +139,13 @@ def test_controls_change_the_sample_and_modes_differ(pipe: RadGazeGenPipeline) -
                  **kwargs).images  # fmt: skip
     off = pipe("Small left pneumothorax.", controls, control_scales=0.0, generator=torch.Generator().manual_seed(0),
                **kwargs).images  # fmt: skip
-    closed = pipe("Small left pneumothorax.", controls, control_guidance_end={"canny": 0.0, "gaze": 0.0},
-                  generator=torch.Generator().manual_seed(0), **kwargs).images  # fmt: skip
+    for window in ({"control_guidance_end": {"canny": 0.0}}, {"control_guidance_start": 0.8, "control_guidance_end": 0.4}):
+        with pytest.raises(ValueError, match="control guidance window of 'canny' .* must be .*start < end"):
+            pipe("Small left pneumothorax.", controls, **window, **kwargs)  # an empty window is an error: scale 0 is off
     late = pipe("Small left pneumothorax.", controls, control_guidance_start=0.5,
                 generator=torch.Generator().manual_seed(0), **kwargs).images  # fmt: skip
     assert np.abs(multi - text).max() > 0 and np.abs(fused - multi).max() > 0
     np.testing.assert_array_equal(off, text)  # scale 0 everywhere: no ControlNet acts
-    np.testing.assert_array_equal(closed, text)  # an empty guidance window: neither
     assert np.abs(late - multi).max() > 0 and np.abs(late - text).max() > 0
 
 
@@ -160,10 +160,11 @@ def test_guidance_interval_limits_classifier_free_guidance_to_its_steps(pipe: Ra
     guided, unguided = sample(guidance_scale=3.0), sample(guidance_scale=1.0)
     np.testing.assert_allclose(sample(guidance_scale=3.0, guidance_interval=(0.0, 1.0)), guided, atol=1e-6)
     early = sample(guidance_scale=3.0, guidance_interval=(0.0, 0.5))
-    np.testing.assert_allclose(sample(guidance_scale=3.0, guidance_interval=(0.75, 0.8)), unguided, atol=1e-6)  # no step inside
     assert np.abs(early - guided).max() > 1e-4 and np.abs(early - unguided).max() > 1e-4
     with pytest.raises(ValueError, match="guidance_interval"):
         sample(guidance_scale=3.0, guidance_interval=(0.5, 0.5))
+    with pytest.raises(ValueError, match=r"guidance_interval \(0.75, 0.8\) holds none of the 4 steps"):
+        sample(guidance_scale=3.0, guidance_interval=(0.75, 0.8))
 
 
 def test_save_and_load_pretrained_round_trip(pipe: RadGazeGenPipeline, tmp_path: Path) -> None:
@@ -355,3 +356,59 @@ def test_ema_weights_are_checkpointed_resumed_and_exported(phantom_dir: Path, tm
     shadow = raw["shadow_params"]
     for exported, kept in zip(ema.parameters(), shadow, strict=True):
         torch.testing.assert_close(exported, kept.to(exported.dtype))  # final/ holds the EMA weights
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"prompt": []}, ValueError, "prompt must be a string or a non-empty list"),
+        ({"prompt": None}, ValueError, "prompt must be a string or a non-empty list"),
+        ({"num_images_per_prompt": 0}, ValueError, "num_images_per_prompt must be a positive integer"),
+        ({"num_inference_steps": 0}, ValueError, "num_inference_steps must be a positive integer"),
+        ({"controls": {"canny": "edges.png"}}, ControlError, "control 'canny' must be an array"),
+        ({"controls": "canny"}, ControlError, "controls must be a mapping"),
+        ({"control_scales": float("nan")}, ValueError, "control_scales must hold finite numbers, got nan"),
+        ({"control_scales": {"gazee": 0.0}}, ControlError, r"control_scales names control\(s\) \['gazee'\]"),
+        ({"guidance_scale": float("inf")}, ValueError, "guidance_scale must be a finite number"),
+    ],
+)
+def test_bad_sampling_arguments_are_named(pipe: RadGazeGenPipeline, arguments: dict, error: type, message: str) -> None:
+    size = SMOKE.control_size
+    call = {"prompt": "Small left pneumothorax.", "controls": {"canny": np.eye(size, dtype=np.float32)},
+            "num_inference_steps": 2, "progress": False} | arguments  # fmt: skip
+    with pytest.raises(error, match=message):
+        pipe(call.pop("prompt"), call.pop("controls"), **call)
+
+
+def test_a_damaged_pipeline_folder_is_an_error_naming_the_file(pipe: RadGazeGenPipeline, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from radgazegen.errors import DataFormatError, MissingWeightsError
+
+    saved = pipe.save_pretrained(tmp_path / "saved")
+
+    def damaged(name: str, change) -> Path:
+        folder = Path(shutil.copytree(saved, tmp_path / name))
+        change(folder)
+        return folder
+
+    cases = [
+        (damaged("json", lambda f: (f / "pipeline.json").write_text("{not json")), DataFormatError,
+         r"pipeline.json: not valid JSON"),
+        (damaged("key", lambda f: (f / "pipeline.json").write_text(json.dumps(
+            {k: v for k, v in json.loads((saved / "pipeline.json").read_text()).items() if k != "registry"}))),
+         DataFormatError, r"pipeline.json: missing key\(s\) \['registry'\]"),
+        (damaged("truncated", lambda f: _truncate(f / "unet" / "diffusion_pytorch_model.safetensors")),
+         MissingWeightsError, r"unet/diffusion_pytorch_model.safetensors: cannot be loaded .* truncated or corrupt"),
+        (damaged("encoder", lambda f: shutil.rmtree(f / "text_encoder")), MissingWeightsError,
+         r"text_encoder: missing"),
+    ]  # fmt: skip
+    for folder, error, message in cases:
+        with pytest.raises(error, match=message):
+            RadGazeGenPipeline.from_pretrained(folder)
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])

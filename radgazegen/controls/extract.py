@@ -11,7 +11,6 @@ changing a control's settings changes its digest and therefore its folder.
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from radgazegen.controls.registry import (
 )
 from radgazegen.controls.gaze_stats import keywords_for
 from radgazegen.data.reflacx import DroppedFixationsWarning, ReflacxCase, ReflacxDataset
-from radgazegen.io import atomic_path, write_json_atomic
+from radgazegen.io import atomic_path, read_json, write_json_atomic
 
 FIT_SPLIT = "train"
 
@@ -120,7 +119,7 @@ def _earlier_registry(folder: Path, settings: ControlSettings) -> tuple[ControlR
     and its control names; a fresh registry when there is none or its settings differ."""
     path = folder / "registry.json"
     if path.is_file():
-        saved = json.loads(path.read_text())
+        saved = read_json(path)
         earlier = ControlRegistry.from_dict(saved)
         if earlier.settings == settings:
             return earlier, list(saved.get("controls", []))
@@ -132,7 +131,7 @@ def load_registry(run_dir: str | Path) -> ControlRegistry:
     path = Path(run_dir) / "controls" / "registry.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no extracted controls; run `radgazegen controls --preset ...` first")
-    return ControlRegistry.from_dict(json.loads(path.read_text()))
+    return ControlRegistry.from_dict(read_json(path))
 
 
 def load_controls(run_dir: str | Path, case_id: str, names: Sequence[str], registry: ControlRegistry | None = None

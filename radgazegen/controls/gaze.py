@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from scipy import ndimage
 
-from radgazegen.data.reflacx import SHOWN_RECT_COLUMNS, DroppedFixationsWarning, filter_fixations
+from radgazegen.data.reflacx import SHOWN_RECT_COLUMNS, DroppedFixationsWarning, check_fixations, filter_fixations
 from radgazegen.errors import check_shape
 
 #: Seconds before a phrase starts and after it ends during which fixations count for it.
@@ -97,7 +97,7 @@ def fixation_heatmaps(
         f.attrs.get("source", "fixations" if len(fixations) == 1 else f"case {i}") for i, f in enumerate(fixations)
     ]
     kept = [
-        filter_fixations(f, shape, source=source)
+        filter_fixations(check_fixations(f, source=source), shape, source=source)
         for f, shape, source in zip(fixations, image_shapes, sources, strict=True)
     ]
     batch = reflacx_batch(kept, image_shapes, device=device, dtype=dtype)
@@ -141,9 +141,17 @@ def egd_batch(
     dtype: torch.dtype = torch.float64,
 ) -> GazeBatch:
     """Pack EGD-CXR fixations (``X_ORIGINAL``, ``Y_ORIGINAL``, duration ``FPOGD``) with a fixed sigma (px)."""
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive number of pixels, got {sigma!r}")
     arrays = []
     for f, (height, width) in zip(fixations, image_shapes, strict=True):
-        x, y = f["X_ORIGINAL"].to_numpy(np.float64), f["Y_ORIGINAL"].to_numpy(np.float64)
+        values = {c: pd.to_numeric(f[c], errors="coerce").to_numpy(np.float64) for c in ("X_ORIGINAL", "Y_ORIGINAL", "FPOGD")}
+        for column, numbers in values.items():
+            bad = np.flatnonzero(~np.isfinite(numbers) | ((column == "FPOGD") & (numbers < 0)))
+            if bad.size:
+                raise ValueError(f"EGD-CXR fixations, row {bad[0] + 1}: column {column!r} value "
+                                 f"{f[column].iloc[bad[0]]!r} is not a finite (for FPOGD non-negative) number")  # fmt: skip
+        x, y = values["X_ORIGINAL"], values["Y_ORIGINAL"]
         inside = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
         count = int(inside.sum())
         if count < len(x):
@@ -158,7 +166,7 @@ def egd_batch(
                 "y": y[inside],
                 "sigma_x": np.full(count, float(sigma)),
                 "sigma_y": np.full(count, float(sigma)),
-                "weight": f["FPOGD"].to_numpy(np.float64)[inside],
+                "weight": values["FPOGD"][inside],
                 "rects": np.tile([0.0, 0.0, width, height], (count, 1)),
             }
         )

@@ -123,9 +123,12 @@ def as_arrays(
     image: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The image as float64 and the mask as bool numpy arrays (an all-true mask when ``None``), checked."""
-    image_array = _numpy(image).astype(np.float64)
-    if image_array.ndim != 2:
-        raise ValueError(f"image must be 2-D (height, width), got shape {image_array.shape}")
+    raw = _numpy(image)
+    if raw.dtype.kind not in "biuf":
+        raise ValueError(f"image must hold numbers, got dtype {raw.dtype}")
+    image_array = raw.astype(np.float64)
+    if image_array.ndim != 2 or image_array.size < 2:
+        raise ValueError(f"image must be 2-D (height, width) with at least two voxels, got shape {image_array.shape}")
     if mask is None:
         return image_array, np.ones(image_array.shape, bool)
     mask_array = _numpy(mask)

@@ -153,25 +153,46 @@ def filter_fixations(
 
 
 def read_fixations(path: str | Path, image_shape: tuple[int, int] | None = None) -> pd.DataFrame:
-    """Read a REFLACX ``fixations.csv``: validated, sorted by start time, out-of-view fixations dropped.
+    """Read a REFLACX ``fixations.csv``: validated (:func:`check_fixations`), sorted by start time, out-of-view
+    fixations dropped.
 
     Timestamps are seconds from the start of the reading, positions are image pixels (x = column,
     y = row). ``image_shape`` = (height, width) also drops fixations outside the image; how many
     were dropped is in ``result.attrs["dropped"]``.
     """
     path = Path(path)
-    fixations = read_table(path, FIXATION_COLUMNS, allow_empty=True)
-    check_order(path, fixations, "timestamp_start_fixation", "timestamp_end_fixation")
-    with np.errstate(over="ignore"):
-        durations = fixations["timestamp_end_fixation"].to_numpy() - fixations["timestamp_start_fixation"].to_numpy()
-    raise_at_first(path, ~np.isfinite(durations), lambda i: "the fixation's duration (end - start) overflows")
-    for low, high in (SHOWN_RECT_COLUMNS[0::2], SHOWN_RECT_COLUMNS[1::2]):
-        check_order(path, fixations, low, high)
-    for column in ("angular_resolution_x_pixels_per_degree", "angular_resolution_y_pixels_per_degree"):
-        raise_at_first(path, fixations[column] <= 0, lambda i, c=column: f"'{c}' must be positive")
+    fixations = check_fixations(read_table(path, FIXATION_COLUMNS, allow_empty=True), source=path)
     fixations = fixations.sort_values("timestamp_start_fixation", kind="stable").reset_index(drop=True)
     fixations.attrs["source"] = str(path)
     return filter_fixations(fixations, image_shape, source=str(path))
+
+
+def check_fixations(fixations: pd.DataFrame, *, source: str | Path = "fixations") -> pd.DataFrame:
+    """``fixations`` (a table with the REFLACX fixation columns) with those columns as finite floats, else a
+    :class:`DataFormatError` naming ``source``, the row and the problem.
+
+    Every fixation ends after it starts with a finite duration, its shown rectangle is ordered and its
+    angular resolutions (the Gaussian's sigma, pixels per degree) are positive.
+    """
+    path = Path(fixations.attrs.get("source", source))
+    missing = [c for c in FIXATION_COLUMNS if c not in fixations.columns]
+    if missing:
+        raise DataFormatError(path, f"missing fixation column(s) {missing}")
+    checked = fixations.copy()
+    for column in FIXATION_COLUMNS:
+        numbers = pd.to_numeric(fixations[column], errors="coerce").astype(np.float64)
+        raise_at_first(path, ~np.isfinite(numbers.to_numpy()),
+                       lambda i, c=column: f"column '{c}' value {fixations[c].iloc[i]!r} is not a finite number")
+        checked[column] = numbers
+    check_order(path, checked, "timestamp_start_fixation", "timestamp_end_fixation")
+    with np.errstate(over="ignore"):
+        durations = checked["timestamp_end_fixation"].to_numpy() - checked["timestamp_start_fixation"].to_numpy()
+    raise_at_first(path, ~np.isfinite(durations), lambda i: "the fixation's duration (end - start) overflows")
+    for low, high in (SHOWN_RECT_COLUMNS[0::2], SHOWN_RECT_COLUMNS[1::2]):
+        check_order(path, checked, low, high)
+    for column in ("angular_resolution_x_pixels_per_degree", "angular_resolution_y_pixels_per_degree"):
+        raise_at_first(path, checked[column] <= 0, lambda i, c=column: f"'{c}' must be positive")
+    return checked
 
 
 def read_words(path: str | Path) -> pd.DataFrame:

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from diffusers import ControlNetModel, UNet2DConditionModel
 
-from radgazegen.errors import MissingWeightsError
+from radgazegen.errors import MissingWeightsError, loading
+from radgazegen.io import read_json
 from radgazegen.presets import ModelSettings
 
 CONTROL_MODES = ("multi", "fused")
@@ -79,8 +80,9 @@ def load_controlnet(folder: str | Path, dtype: torch.dtype | None = None) -> tup
     for name in ("config.json", "diffusion_pytorch_model.safetensors", "controls.json"):
         if not (folder / name).is_file():
             raise MissingWeightsError(f"{folder}: missing {name} (not a saved radgazegen ControlNet)")
-    net = ControlNetModel.from_pretrained(folder, use_safetensors=True, torch_dtype=dtype)
-    controls = json.loads((folder / "controls.json").read_text())["controls"]
+    with loading(folder / "diffusion_pytorch_model.safetensors"):
+        net = ControlNetModel.from_pretrained(folder, use_safetensors=True, torch_dtype=dtype)
+    controls = read_json(folder / "controls.json", required=("controls",))["controls"]
     if len(controls) != net.config.conditioning_channels:
         raise MissingWeightsError(f"{folder / 'controls.json'}: {len(controls)} controls for "
                                   f"{net.config.conditioning_channels} conditioning channels")  # fmt: skip
@@ -93,4 +95,5 @@ def load_unet(folder: str | Path, dtype: torch.dtype | None = None) -> UNet2DCon
     for name in ("config.json", "diffusion_pytorch_model.safetensors"):
         if not (folder / name).is_file():
             raise MissingWeightsError(f"{folder}: missing {name} (expected a diffusers UNet folder)")
-    return UNet2DConditionModel.from_pretrained(folder, use_safetensors=True, torch_dtype=dtype).eval()
+    with loading(folder / "diffusion_pytorch_model.safetensors"):
+        return UNet2DConditionModel.from_pretrained(folder, use_safetensors=True, torch_dtype=dtype).eval()

@@ -20,7 +20,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +40,8 @@ from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
 from tqdm.auto import tqdm
 
 from radgazegen.controls.registry import ControlInputs, ControlRegistry, check_names
-from radgazegen.errors import ControlError, MissingWeightsError
-from radgazegen.io import atomic_dir, write_json_atomic
+from radgazegen.errors import ControlError, DataFormatError, MissingWeightsError, loading
+from radgazegen.io import atomic_dir, read_json, write_json_atomic
 from radgazegen.models.controlnet import FUSED, folder_name, load_controlnet, load_unet, save_controlnet
 from radgazegen.models.text import encode_prompts, load_text_encoder, save_text_encoder
 
@@ -197,15 +199,20 @@ class RadGazeGenPipeline:
         applies (Kynkäänniemi et al. 2024, "Applying guidance in a limited interval"); outside it a step evaluates
         the conditional branch alone, at half the cost of a guided step.
         """
-        start, end = guidance_interval
-        if not 0.0 <= start < end <= 1.0:
-            raise ValueError(f"guidance_interval {guidance_interval} must be (start, end) with 0 <= start < end <= 1")
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        prompts = _check_prompts(prompt)
+        _check_count("num_images_per_prompt", num_images_per_prompt)
+        _check_count("num_inference_steps", num_inference_steps)
+        _check_window("guidance_interval", *guidance_interval, num_inference_steps)
+        if not math.isfinite(guidance_scale):
+            raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
         n = len(prompts) * num_images_per_prompt
         prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        if controls is not None and not isinstance(controls, Mapping):
+            raise ControlError(f"controls must be a mapping {{name: map}}, got {type(controls).__name__}")
         controls = dict(controls or {})
         mode = mode or (self.modes[0] if controls and self.modes else "multi")
         conditioning = self._check_controls(controls, mode, n)
+        self._check_per_control(control_scales, control_guidance_start, control_guidance_end, mode, num_inference_steps)
         negatives = self._negatives(negative_prompt, len(prompts) // num_images_per_prompt, num_images_per_prompt)
         prompt_states = self.encode(prompts)
         both = torch.cat([self.encode(negatives), prompt_states]) if guidance_scale > 1.0 else prompt_states
@@ -252,6 +259,8 @@ class RadGazeGenPipeline:
         except ValueError as err:
             raise ControlError(str(err)) from None
         for name, values in controls.items():
+            if not isinstance(values, np.ndarray | torch.Tensor):
+                raise ControlError(f"control {name!r} must be an array (numpy or torch), got {type(values).__name__}")
             if name not in trained:
                 raise ControlError(f"control {name!r} was not trained in {mode!r} mode; this pipeline's {mode} "
                                    f"controls are {trained}")  # fmt: skip
@@ -267,6 +276,24 @@ class RadGazeGenPipeline:
                                    f"registry.normalise); got range [{array.min():.3g}, {array.max():.3g}]")  # fmt: skip
             checked[name] = array.expand(n, *expected)[:, None].to(self.device, self.dtype)
         return checked
+
+    def _check_per_control(self, scales: PerControl, starts: PerControl, ends: PerControl, mode: str, steps: int
+                           ) -> None:  # fmt: skip
+        """Scales finite, windows ``0 <= start < end <= 1``, and every named control one the pipeline has."""
+        known = self.controls_of(mode)
+        for name, values in (("control_scales", scales), ("control_guidance_start", starts),
+                             ("control_guidance_end", ends)):  # fmt: skip
+            if isinstance(values, Mapping):
+                unknown = [key for key in values if key not in known]
+                if unknown:
+                    raise ControlError(f"{name} names control(s) {unknown} this pipeline has no {mode} ControlNet "
+                                       f"for; its {mode} controls are {known}")  # fmt: skip
+            for value in values.values() if isinstance(values, Mapping) else [values]:
+                if not isinstance(value, Real) or not math.isfinite(value):
+                    raise ValueError(f"{name} must hold finite numbers, got {value!r}")
+        for control in known:
+            _check_window(f"control guidance window of {control!r}", _value(starts, control, 0.0),
+                          _value(ends, control, 1.0), steps)  # fmt: skip
 
     def _residuals(self, sample, t, states, conditioning, mode, guided, index, steps, scales, starts, ends):
         """Summed ControlNet residuals for this step (``(None, None)`` when no control acts)."""
@@ -328,7 +355,11 @@ class RadGazeGenPipeline:
         folder = Path(folder)
         if not (folder / PIPELINE_FILE).is_file():
             raise MissingWeightsError(f"{folder}: missing {PIPELINE_FILE} (not a saved RadGazeGenPipeline)")
-        config = json.loads((folder / PIPELINE_FILE).read_text())
+        config = read_json(folder / PIPELINE_FILE, required=("multi", FUSED, "image_size", "max_prompt_tokens", "registry"))
+        try:
+            registry = ControlRegistry.from_dict(config["registry"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataFormatError(folder / PIPELINE_FILE, f"invalid 'registry' entry ({err!r})") from None
         unet = load_unet(folder / "unet", dtype)
         tokenizer, text_encoder = load_text_encoder(folder)
         controlnets = {}
@@ -336,13 +367,16 @@ class RadGazeGenPipeline:
             net, _ = load_controlnet(folder / "controlnets" / folder_name(name), dtype)
             controlnets[name] = net
         fused = load_controlnet(folder / "controlnets" / FUSED, dtype)[0] if config[FUSED] else None
-        vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=dtype) if (folder / "vae").is_dir() else None
+        vae = None
+        if (folder / "vae").is_dir():
+            with loading(folder / "vae"):
+                vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=dtype)
         pipe = cls(
             unet,
             _load_scheduler(folder / "scheduler", scheduler),
             tokenizer,
             text_encoder.to(dtype=dtype),
-            ControlRegistry.from_dict(config["registry"]),
+            registry,
             controlnets=controlnets,
             fused=fused,
             fused_controls=config[FUSED],
@@ -375,10 +409,8 @@ class RadGazeGenPipeline:
             if not (folder / sub).is_dir():
                 raise MissingWeightsError(f"{folder / sub}: missing; a Stable Diffusion folder has {sub}/")
         tokenizer, text_encoder = load_text_encoder(folder)
-        try:
+        with loading(folder / "vae"):
             vae = AutoencoderKL.from_pretrained(folder / "vae", use_safetensors=True, torch_dtype=dtype)
-        except OSError as err:
-            raise MissingWeightsError(f"{folder / 'vae'}: cannot load the VAE: {err}") from err
         pipe = cls(
             unet if unet is not None else load_unet(folder / "unet", dtype),
             _load_scheduler(folder / "scheduler", scheduler),
@@ -406,6 +438,27 @@ class RadGazeGenPipeline:
             controlnet=nets[0] if len(nets) == 1 else MultiControlNetModel(nets), scheduler=self.scheduler,
             safety_checker=None, feature_extractor=None, requires_safety_checker=False,
         )  # fmt: skip
+
+
+def _check_prompts(prompt: str | Sequence[str]) -> list[str]:
+    """``prompt`` as a non-empty list of strings, else a ``ValueError`` saying what was given."""
+    prompts = [prompt] if isinstance(prompt, str) else prompt
+    if not isinstance(prompts, Sequence) or not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
+    return list(prompts)
+
+
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_window(name: str, start: float, end: float, steps: int) -> None:
+    """A window of the steps, as fractions: ``0 <= start < end <= 1``, holding at least one of ``steps`` (:func:`_keep`)."""
+    if not 0.0 <= start < end <= 1.0:
+        raise ValueError(f"{name} ({start}, {end}) must be (start, end) with 0 <= start < end <= 1")
+    if not any(_keep(index, steps, start, end) for index in range(steps)):
+        raise ValueError(f"{name} ({start}, {end}) holds none of the {steps} steps; widen it or take more steps")
 
 
 def _initial_noise(
@@ -439,4 +492,4 @@ def _load_scheduler(folder: Path, name: str) -> SchedulerMixin:
     path = folder / "scheduler_config.json"
     if not path.is_file():
         raise MissingWeightsError(f"{folder}: missing scheduler_config.json")
-    return _scheduler(name, json.loads(path.read_text()))
+    return _scheduler(name, read_json(path))

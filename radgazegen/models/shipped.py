@@ -11,8 +11,6 @@ hardware and wall time of every network (summed over resumed runs, from its step
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,8 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from radgazegen.errors import MissingWeightsError
-from radgazegen.io import atomic_dir, write_json_atomic
+from radgazegen.errors import ChecksumError, MissingWeightsError
+from radgazegen.io import atomic_dir, file_digests, read_json, verify_digests, write_json_atomic
 from radgazegen.models.pipeline import RadGazeGenPipeline
 from radgazegen.models.train import pipeline_from_run, read_log, training_seconds
 from radgazegen.presets import Preset
@@ -39,42 +37,14 @@ FP16_TOLERANCE = 2 / 255
 """Largest mean absolute pixel difference (images in [0, 1]) float16 weights may make to be stored as such."""
 
 
-class ChecksumError(MissingWeightsError):
-    """A shipped file is missing, unlisted or differs from the SHA-256 its manifest records."""
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_digests(folder: str | Path) -> dict[str, str]:
-    """SHA-256 of every file under ``folder`` but the manifest, by POSIX path relative to it."""
-    folder = Path(folder)
-    return {path.relative_to(folder).as_posix(): sha256(path) for path in sorted(folder.rglob("*"))
-            if path.is_file() and path.name != MANIFEST}  # fmt: skip
-
-
 def verify(folder: str | Path) -> dict:
     """The manifest of a shipped folder whose every file matches its SHA-256; else :class:`ChecksumError` naming the file."""
     folder = Path(folder)
     path = folder / MANIFEST
     if not path.is_file():
         raise ChecksumError(f"{path}: missing (not a shipped checkpoint folder)")
-    manifest = json.loads(path.read_text())
-    listed = manifest.get("sha256", {})
-    found = file_digests(folder)
-    for name in sorted(set(listed) | set(found)):
-        file = folder / name
-        if name not in listed:
-            raise ChecksumError(f"{file}: not listed in {path} (a file the checkpoint was not shipped with)")
-        if name not in found:
-            raise ChecksumError(f"{file}: missing (listed in {path})")
-        if found[name] != listed[name]:
-            raise ChecksumError(f"{file}: SHA-256 differs from {path} (a changed or corrupt weight file)")
+    manifest = read_json(path)
+    verify_digests(folder, manifest.get("sha256", {}), path)
     return manifest
 
 

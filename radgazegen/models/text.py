@@ -48,7 +48,7 @@ def load_text_encoder(folder: str | Path | None = None) -> tuple[object, PreTrai
             encoder = BertModel.from_pretrained(path, add_pooling_layer=False)
     else:
         folder = Path(folder)
-        for sub in ("tokenizer", "text_encoder"):
+        for sub in ("text_encoder", "tokenizer"):
             if not (folder / sub).is_dir():
                 raise MissingWeightsError(f"{folder / sub}: missing; a Stable Diffusion folder has {sub}/")
         try:

@@ -47,7 +47,7 @@ from radgazegen.data.dataset import GeneratorDataset, StepBatches, collate
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.data.reports import strip_locations
 from radgazegen.errors import MissingWeightsError
-from radgazegen.io import atomic_dir, atomic_path, write_json_atomic, write_text_atomic
+from radgazegen.io import atomic_dir, atomic_path, read_json, write_json_atomic, write_text_atomic
 from radgazegen.models.controlnet import (
     CONTROL_MODES,
     FUSED,
@@ -275,7 +275,7 @@ def _text_source(run_dir: Path, stage: str, pretrained: str | Path | None) -> Pa
         if not info.is_file():
             raise MissingWeightsError(f"{info.parent}: no trained base model (missing {TRAINING_FILE}); "
                                       "run `radgazegen train --stage base` first")  # fmt: skip
-        source = json.loads(info.read_text())["pretrained"]
+        source = read_json(info, required=("pretrained",))["pretrained"]
         return Path(source) if source else None
     if pretrained is not None and not Path(pretrained).is_dir():
         raise MissingWeightsError(f"{pretrained}: no such folder (expected a local Stable Diffusion folder)")
@@ -297,7 +297,7 @@ def noise_scheduler_for(pretrained: Path | None) -> DDPMScheduler:
         path = pretrained / "scheduler" / "scheduler_config.json"
         if not path.is_file():
             raise MissingWeightsError(f"{path.parent}: missing scheduler_config.json")
-        return DDPMScheduler.from_config(json.loads(path.read_text()))
+        return DDPMScheduler.from_config(read_json(path))
     # Pixel space: the network predicts the clean image (x0), which a small model learns far better at
     # low noise than the noise itself; dynamic thresholding keeps every sampler's x0 estimate in [-1, 1].
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="sample",

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from radgazegen import __version__
 from radgazegen.data.images import save_mask_png, save_png16
-from radgazegen.io import atomic_dir
+from radgazegen.io import atomic_dir, read_json
 from radgazegen.data.phantom.anatomy import Anatomy, AnatomyParams, finish, render_anatomy
 from radgazegen.data.phantom.findings import (
     FINDINGS_BY_NAME,
@@ -203,7 +203,7 @@ def ensure_phantom(
 def phantom_manifest(folder: str | Path) -> dict | None:
     """The manifest of a phantom data set, or ``None`` if ``folder`` holds none."""
     path = Path(folder) / "phantom" / "manifest.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def _write_case(root: Path, case: PhantomCase, truth: list[dict]) -> dict:
