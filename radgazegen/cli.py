@@ -95,17 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     phantom.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=(576, 480))
 
     args = parser.parse_args(argv)
-    if args.command == "book":
-        return _book(args)
-    if args.command == "controls":
-        return _controls(args)
-    if args.command == "train":
-        return _train(args)
-    if args.command == "sample":
-        return _sample(args)
-    if args.command == "ship":
-        return _ship(args)
-    return _phantom(args)
+    command = {"book": _book, "controls": _controls, "train": _train, "sample": _sample, "ship": _ship,
+               "data": _phantom}[args.command]  # fmt: skip
+    try:
+        return command(args)
+    except (ValueError, FileNotFoundError) as err:  # DataFormatError, ControlError, MissingWeightsError among them
+        print(f"radgazegen {args.command}: {err}", file=sys.stderr)
+        return 1
 
 
 def _book(args: argparse.Namespace) -> int:
@@ -134,19 +130,14 @@ def _book(args: argparse.Namespace) -> int:
     return 0
 
 
-def _on_dataset(args: argparse.Namespace, command: str, action) -> int:
-    """Run ``action(preset, run_dir, dataset, device)``; bad input is one line on stderr and exit code 1."""
-    from radgazegen.errors import ControlError, DataFormatError, MissingWeightsError
+def _on_dataset(args: argparse.Namespace, action) -> int:
+    """Run ``action(preset, run_dir, dataset, device)`` on the data set the options name."""
     from radgazegen.runs import prepare_dataset, resolve_device, run_dir_for
 
     preset = get_preset(args.preset)
     run_dir = run_dir_for(preset, args.run_dir)
-    try:
-        dataset = prepare_dataset(preset, args.data, run_dir, args.images)
-        return action(preset, run_dir, dataset, resolve_device(args.device or preset.device))
-    except (ControlError, DataFormatError, MissingWeightsError, ValueError, FileNotFoundError) as err:
-        print(f"radgazegen {command}: {err}", file=sys.stderr)
-        return 1
+    dataset = prepare_dataset(preset, args.data, run_dir, args.images)
+    return action(preset, run_dir, dataset, resolve_device(args.device or preset.device))
 
 
 def _controls(args: argparse.Namespace) -> int:
@@ -166,7 +157,7 @@ def _controls(args: argparse.Namespace) -> int:
         print(f"controls of {len(dataset)} cases in {run_dir / 'controls'} ({seconds} s)")
         return 0
 
-    return _on_dataset(args, "controls", extract)
+    return _on_dataset(args, extract)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -181,7 +172,7 @@ def _train(args: argparse.Namespace) -> int:
                   f"last loss {result.last_loss:.4f}")  # fmt: skip
         return 0
 
-    return _on_dataset(args, "train", run)
+    return _on_dataset(args, run)
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -193,7 +184,7 @@ def _sample(args: argparse.Namespace) -> int:
         print(f"samples: {out}")
         return 0
 
-    return _on_dataset(args, "sample", run)
+    return _on_dataset(args, run)
 
 
 def _ship(args: argparse.Namespace) -> int:
@@ -204,8 +195,7 @@ def _ship(args: argparse.Namespace) -> int:
 
     recipe = Path(args.recipe)
     if not recipe.is_file():
-        print(f"radgazegen ship: {recipe}: no such file (the script that trained the run)", file=sys.stderr)
-        return 1
+        raise FileNotFoundError(f"{recipe}: no such file (the script that trained the run)")
     commands = [line for line in recipe.read_text().splitlines() if line.strip() and not line.startswith("#")]
 
     def run(preset, run_dir, dataset, device) -> int:
@@ -217,7 +207,7 @@ def _ship(args: argparse.Namespace) -> int:
         print(f"shipped checkpoint: {out}")
         return 0
 
-    return _on_dataset(args, "ship", run)
+    return _on_dataset(args, run)
 
 
 def _phantom(args: argparse.Namespace) -> int:

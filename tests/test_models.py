@@ -412,3 +412,19 @@ def test_a_damaged_pipeline_folder_is_an_error_naming_the_file(pipe: RadGazeGenP
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
+
+
+def test_cli_sample_refuses_a_nan_scale_and_samples_the_smoke_test_split(
+    pipe: RadGazeGenPipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from radgazegen.cli import main
+
+    saved = pipe.save_pretrained(tmp_path / "pipeline")
+    on_smoke = ["--preset", "smoke", "--run-dir", str(tmp_path / "run")]
+    assert main(["controls", *on_smoke, "--controls", *CONTROLS]) == 0
+    run = ["sample", *on_smoke, "--pipeline", str(saved), "--mode", "multi"]
+    assert main([*run, "--scale", "nan", "--out", str(tmp_path / "nan")]) == 1
+    assert "control_scales must hold finite numbers, got nan" in capsys.readouterr().err
+    assert not (tmp_path / "nan").exists()  # nothing written
+    assert main([*run, "--out", str(tmp_path / "samples")]) == 0  # the default split, test, has readings
+    assert list((tmp_path / "samples").glob("*.png"))
