@@ -21,7 +21,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from radgazegen import __version__
-from radgazegen.io import atomic_path
+from radgazegen.io import atomic_path, remove_leftovers
 from radgazegen.presets import Preset
 from radgazegen.runs import hardware, prepare_dataset, record, run_dir_for, versions
 
@@ -137,6 +137,9 @@ def execute_notebooks(
     if not run_dir.is_absolute():
         run_dir = root / run_dir
     executed_dir = root / (executed_dir or CHAPTERS_DIR)
+    for folder in (run_dir, executed_dir):  # what an interrupted build left (before any notebook writes there)
+        if folder.is_dir():
+            remove_leftovers(folder)
     parameters = notebook_parameters(preset, data_dir, images_dir, run_dir)
     prepare_dataset(preset, data_dir, run_dir, images_dir)  # generate the phantom / validate real data once, up front
     weights = shipped_weights(preset)

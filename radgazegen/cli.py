@@ -131,11 +131,15 @@ def _book(args: argparse.Namespace) -> int:
 
 
 def _on_dataset(args: argparse.Namespace, action) -> int:
-    """Run ``action(preset, run_dir, dataset, device)`` on the data set the options name."""
+    """Run ``action(preset, run_dir, dataset, device)`` on the data set the options name, once what interrupted
+    writes left in the run directory is deleted (:func:`~radgazegen.io.remove_leftovers`)."""
+    from radgazegen.io import remove_leftovers
     from radgazegen.runs import prepare_dataset, resolve_device, run_dir_for
 
     preset = get_preset(args.preset)
     run_dir = run_dir_for(preset, args.run_dir)
+    if run_dir.is_dir() and int(os.environ.get("RANK", "0")) == 0:  # the first process, before anything is written
+        remove_leftovers(run_dir)
     dataset = prepare_dataset(preset, args.data, run_dir, args.images)
     return action(preset, run_dir, dataset, resolve_device(args.device or preset.device))
 

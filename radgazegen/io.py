@@ -1,23 +1,36 @@
-"""Atomic file writing: a reader never sees a half-written file, an interrupted writer leaves none."""
+"""Atomic writing: a reader never sees a half-written file or folder, an interrupted writer leaves none.
+
+A file is written to a hidden temporary sibling (``.<name>.<random>.tmp<suffix>``), a folder to a hidden
+staging sibling (``.<name>.<random>.staging``); each is flushed to disk (``fsync``, with its directory)
+before it is renamed into place. A folder being replaced is first renamed aside (``.<name>.<random>.old``),
+then the new one in, then the old one deleted: at no moment does ``<name>`` hold a mixture. What a killed
+writer leaves behind is hidden and named so; :func:`remove_leftovers` deletes it on the next start.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from radgazegen.errors import ChecksumError, DataFormatError
 
+LEFTOVER = re.compile(r"\..+\.(tmp(\.[^.]*)?|staging|old)")
+"""Names of what an interrupted atomic write leaves: temporary files, staging and set-aside folders."""
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success rename it onto ``path``, else delete it.
+    """Yield a temporary path next to ``path``; on success flush it and rename it onto ``path``, else delete it.
 
     Anything that writes to a path (``DataFrame.to_csv``, ``PIL.Image.save``, ``papermill``) can be
     made atomic with ``with atomic_path(p) as tmp: writer(tmp)``.
@@ -29,7 +42,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -38,19 +53,64 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a staging folder next to ``path``; on success it replaces ``path``, else it is deleted.
 
-    A reader sees the old folder or the complete new one, never a half-written one.
+    A reader sees the old folder, the complete new one or (after a kill between the two renames) none,
+    never a half-written or mixed one. What a killed earlier writer of ``path`` left beside it is deleted first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*"):  # an earlier writer of this folder was killed
+        if stale.is_dir() and LEFTOVER.fullmatch(stale.name):
+            shutil.rmtree(stale)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".staging", dir=path.parent))
     try:
         yield staging
+        for folder, _, files in os.walk(staging):
+            for name in files:
+                _fsync(Path(folder) / name)
+            _fsync(Path(folder))
+        aside = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.old"
         if path.exists():
-            shutil.rmtree(path)
+            path.rename(aside)
         staging.rename(path)
+        _fsync(path.parent)
+        if aside.exists():
+            shutil.rmtree(aside)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+def remove_leftovers(folder: str | Path) -> list[Path]:
+    """Delete what interrupted atomic writes left anywhere under ``folder`` (:data:`LEFTOVER` names); returns them.
+
+    Call it where a command starts on a folder it owns (no other writer running there).
+    """
+    removed = []
+    for parent, folders, files in os.walk(folder):
+        for name in [*folders, *files]:
+            if LEFTOVER.fullmatch(name):
+                target = Path(parent) / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink(missing_ok=True)
+                removed.append(target)
+        folders[:] = [name for name in folders if not LEFTOVER.fullmatch(name)]
+    return removed
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's entries to disk (folders: where the platform allows it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # e.g. a directory on a file system that cannot fsync one
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

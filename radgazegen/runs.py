@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from importlib import metadata
@@ -34,8 +35,6 @@ def versions() -> dict[str, str]:
 
 def hardware() -> dict[str, object]:
     """The machine a result was produced on: CPU architecture and count, and the GPU if torch sees one."""
-    import os
-
     import torch
 
     found: dict[str, object] = {"machine": platform.machine(), "cpus": os.cpu_count()}

@@ -32,7 +32,7 @@ from radgazegen.controls.registry import (
 )
 from radgazegen.controls.gaze_stats import keywords_for
 from radgazegen.data.reflacx import DroppedFixationsWarning, ReflacxCase, ReflacxDataset
-from radgazegen.io import atomic_path, read_json, write_json_atomic
+from radgazegen.io import atomic_path, read_json, remove_leftovers, write_json_atomic
 
 FIT_SPLIT = "train"
 
@@ -50,10 +50,13 @@ def extract_controls(
     """Compute the missing raw maps, fit the scaling on the training split, save and return the registry.
 
     The saved registry keeps the scalings of controls extracted earlier with the same settings, so
-    extracting a subset (e.g. to train one more ControlNet) never drops what other networks need.
+    extracting a subset (e.g. to train one more ControlNet) never drops what other networks need. Each map is
+    written atomically, so an interrupted extraction resumes where it stopped.
     """
     names = check_names(names)
     folder = Path(run_dir) / "controls"
+    if folder.is_dir():
+        remove_leftovers(folder)  # temporary files of an interrupted extraction
     started = time.perf_counter()
     computed = dropped = 0
     cases = list(dataset)
