@@ -64,20 +64,27 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".staging", dir=path.parent))
     try:
         yield staging
-        for folder, _, files in os.walk(staging):
-            for name in files:
-                _fsync(Path(folder) / name)
-            _fsync(Path(folder))
-        aside = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.old"
-        if path.exists():
-            path.rename(aside)
-        staging.rename(path)
-        _fsync(path.parent)
-        if aside.exists():
-            shutil.rmtree(aside)
+        replace_dir(staging, path)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+def replace_dir(staging: str | Path, path: str | Path) -> None:
+    """Put the complete folder ``staging`` at ``path``: flush it, rename an existing ``path`` aside
+    (``.<name>.<random>.old``), rename ``staging`` in, delete the old one last."""
+    staging, path = Path(staging), Path(path)
+    for folder, _, files in os.walk(staging):
+        for name in files:
+            _fsync(Path(folder) / name)
+        _fsync(Path(folder))
+    aside = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.old"
+    if path.exists():
+        path.rename(aside)
+    staging.rename(path)
+    _fsync(path.parent)
+    if aside.exists():
+        shutil.rmtree(aside)
 
 
 def remove_leftovers(folder: str | Path) -> list[Path]:

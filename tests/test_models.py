@@ -20,7 +20,8 @@ from radgazegen.errors import ControlError, MissingWeightsError
 from radgazegen.models.controlnet import controlnet_from_unet, load_unet
 from radgazegen.models.pipeline import RadGazeGenPipeline
 from radgazegen.models.sampling import sample_batch
-from radgazegen.models.train import latest_checkpoint, pipeline_from_run, read_log, train
+from radgazegen.models.checkpoint import find_checkpoint
+from radgazegen.models.train import pipeline_from_run, read_log, train
 from radgazegen.presets import get_preset
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -49,8 +50,9 @@ def pipe(trained_run: Path) -> RadGazeGenPipeline:
 def test_training_writes_checkpoints_final_weights_logs_and_samples(trained_run: Path) -> None:
     base = trained_run / "checkpoints" / "base"
     assert (base / "final" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
-    assert (base / "latest").read_text().strip() == f"checkpoint-{SMOKE.train.base_steps}"
+    assert find_checkpoint(base).name == f"checkpoint-{SMOKE.train.base_steps}"
     assert (base / f"checkpoint-{SMOKE.train.base_steps}" / "model.safetensors").is_file()
+    assert not list(base.rglob("*.pkl")) and not list(base.rglob("*.bin"))  # no pickle anywhere
     assert [e["step"] for e in read_log(base)] == list(range(1, SMOKE.train.base_steps + 1))
     assert (base / "validation" / f"step-{SMOKE.train.base_steps:06d}.png").is_file()
     assert not list(base.glob(".*staging"))
@@ -68,7 +70,7 @@ def test_resume_continues_the_step_count_and_checkpoints_are_limited(phantom_dir
     dataset = ReflacxDataset(phantom_dir)
     first = train(SMOKE, tmp_path, "base", dataset, steps=2, progress=False)[0]
     assert (first.start_step, first.steps) == (0, 2)
-    assert latest_checkpoint(first.folder).name == "checkpoint-2"
+    assert find_checkpoint(first.folder).name == "checkpoint-2"
     resumed = train(SMOKE, tmp_path, "base", dataset, steps=6, progress=False)[0]
     assert (resumed.start_step, resumed.steps) == (2, 6)
     assert [e["step"] for e in read_log(first.folder)] == [1, 2, 3, 4, 5, 6]
@@ -98,7 +100,7 @@ def test_a_killed_checkpoint_write_leaves_the_last_good_checkpoint(phantom_dir: 
     folder = train(SMOKE, tmp_path, "base", dataset, steps=2, progress=False)[0].folder
     (folder / ".checkpoint-4.staging").mkdir()  # what a process killed while writing step 4 leaves
     (folder / ".checkpoint-4.staging" / "model.safetensors").write_bytes(b"half")
-    assert latest_checkpoint(folder).name == "checkpoint-2"
+    assert find_checkpoint(folder).name == "checkpoint-2"
     assert train(SMOKE, tmp_path, "base", dataset, steps=3, progress=False)[0].start_step == 2
 
 
@@ -345,16 +347,17 @@ def test_gaze_editor_and_training_figures(pipe: RadGazeGenPipeline, trained_run:
 def test_ema_weights_are_checkpointed_resumed_and_exported(phantom_dir: Path, tmp_path: Path) -> None:
     import dataclasses
 
+    from safetensors.torch import load_file
+
     preset = dataclasses.replace(SMOKE, train=dataclasses.replace(SMOKE.train, ema_decay=0.5))
     dataset = ReflacxDataset(phantom_dir)
     folder = train(preset, tmp_path, "base", dataset, steps=2, progress=False)[0].folder
-    assert (folder / "checkpoint-2" / "custom_checkpoint_0.pkl").is_file()  # the EMA state
+    assert (folder / "checkpoint-2" / "ema.safetensors").is_file()  # the EMA state, no pickle
     resumed = train(preset, tmp_path, "base", dataset, steps=4, progress=False)[0]
     assert resumed.start_step == 2
     ema = load_unet(folder / "final" / "unet")
-    raw = torch.load(folder / "checkpoint-4" / "custom_checkpoint_0.pkl", weights_only=False)
-    shadow = raw["shadow_params"]
-    for exported, kept in zip(ema.parameters(), shadow, strict=True):
+    shadow = load_file(folder / "checkpoint-4" / "ema.safetensors")
+    for exported, kept in zip(ema.parameters(), [shadow[f"shadow/{i}"] for i in range(len(shadow))], strict=True):
         torch.testing.assert_close(exported, kept.to(exported.dtype))  # final/ holds the EMA weights
 
 
@@ -428,3 +431,70 @@ def test_cli_sample_refuses_a_nan_scale_and_samples_the_smoke_test_split(
     assert not (tmp_path / "nan").exists()  # nothing written
     assert main([*run, "--out", str(tmp_path / "samples")]) == 0  # the default split, test, has readings
     assert list((tmp_path / "samples").glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A base run of 4 steps: checkpoint-2 and checkpoint-4 (read-only: copy it before damaging it)."""
+    run_dir = tmp_path_factory.mktemp("two")
+    train(SMOKE, run_dir, "base", ReflacxDataset(phantom_dir), steps=4, progress=False)
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda c: _truncate(c / "model.safetensors"), r"model.safetensors: \d+ bytes, .* records \d+ \(truncated\?\)"),
+        (lambda c: _truncate(c / "optimizer.safetensors"), r"optimizer.safetensors: \d+ bytes"),
+        (lambda c: (c / "checkpoint.json").write_text('{"format": 1, "st'), r"checkpoint.json: not valid JSON"),
+        (lambda c: (c / "checkpoint.json").unlink(), r"checkpoint.json: file not found"),
+    ],
+)
+def test_resume_skips_a_damaged_newest_checkpoint(
+    two_checkpoints: Path, phantom_dir: Path, tmp_path: Path, damage, reason: str
+) -> None:
+    import shutil
+
+    from radgazegen.models.checkpoint import CheckpointWarning
+
+    run_dir = Path(shutil.copytree(two_checkpoints, tmp_path / "run"))
+    folder = run_dir / "checkpoints" / "base"
+    damage(folder / "checkpoint-4")
+    (folder / "checkpoint-old").mkdir()  # a stray folder: not a checkpoint
+    (folder / "latest").write_text("")  # an empty pointer of older versions: not read
+    with pytest.warns(CheckpointWarning, match=rf"skipping checkpoint .*checkpoint-4: .*{reason}"):
+        result = train(SMOKE, run_dir, "base", ReflacxDataset(phantom_dir), steps=6, progress=False)[0]
+    assert result.start_step == 2 and [e["step"] for e in read_log(folder)] == list(range(1, 7))
+
+
+def test_a_missing_rng_state_warns_that_the_resume_is_not_bit_exact(
+    two_checkpoints: Path, phantom_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from radgazegen.models.checkpoint import CheckpointWarning
+
+    run_dir = Path(shutil.copytree(two_checkpoints, tmp_path / "run"))
+    (run_dir / "checkpoints" / "base" / "checkpoint-4" / "rng-0.safetensors").unlink()
+    with pytest.warns(CheckpointWarning, match="rng-0.safetensors: missing .* no longer bit-exact"):
+        assert train(SMOKE, run_dir, "base", ReflacxDataset(phantom_dir), steps=5, progress=False)[0].start_step == 4
+
+
+def test_a_finished_run_with_an_interrupted_log_line_and_a_damaged_manifest(
+    two_checkpoints: Path, phantom_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from radgazegen.errors import DataFormatError
+
+    run_dir = Path(shutil.copytree(two_checkpoints, tmp_path / "run"))
+    log = run_dir / "checkpoints" / "base" / "log.jsonl"
+    log.write_text(log.read_text() + '{"step": 5, "lo')  # a kill during an append
+    done = train(SMOKE, run_dir, "base", ReflacxDataset(phantom_dir), steps=4, progress=False)[0]
+    assert (done.start_step, done.steps) == (4, 4) and len(read_log(log.parent)) == 4
+    log.write_text('{"step": 1, "lo\n' + log.read_text())
+    with pytest.raises(DataFormatError, match=r"log.jsonl: line 1 is not a log entry"):
+        read_log(log.parent)
+    (run_dir / "manifest.json").write_text('{"training": {"base"')
+    with pytest.raises(DataFormatError, match=r"manifest.json: not valid JSON"):
+        train(SMOKE, run_dir, "base", ReflacxDataset(phantom_dir), steps=4, progress=False)

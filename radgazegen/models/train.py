@@ -9,16 +9,16 @@
 Each trained network gets a folder under ``<run_dir>/checkpoints/``::
 
     base/  or  controlnet/<control>/  or  controlnet/fused/
-        checkpoint-<step>/   accelerate state: weights (safetensors), optimizer, LR schedule, RNG, EMA
-        latest               name of the newest complete checkpoint (resume starts there)
+        checkpoint-<step>/   weights, optimizer, LR schedule, EMA, RNG: safetensors and JSON, no pickle
+                             (:mod:`radgazegen.models.checkpoint`); a resume starts at the newest that verifies
         final/               the trained network, save_pretrained (safetensors; EMA weights when enabled)
         log.jsonl            one line per step: step, loss, learning rate, seconds
         validation/          step-<step>.png sample grids (and controls.png)
         snapshots/           step-<step>/ weights as in final/, at every validation (when the preset keeps them;
                              the adherence-vs-steps curves read them)
 
-Checkpoints are written to a hidden staging folder and renamed into place, so a process killed at
-any moment leaves the previous checkpoint intact. Runs unchanged under ``accelerate launch`` with
+Checkpoints and ``final/`` are written to a hidden staging folder and renamed into place, so a process killed
+at any moment leaves the previous checkpoint intact (what it left is deleted when training starts again). Runs unchanged under ``accelerate launch`` with
 several processes: each takes its own slice of every step's batch, gradients are all-reduced by DDP.
 """
 
@@ -46,8 +46,9 @@ from radgazegen.controls.registry import ControlRegistry, ControlSettings, check
 from radgazegen.data.dataset import GeneratorDataset, StepBatches, collate
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.data.reports import strip_locations
-from radgazegen.errors import MissingWeightsError
-from radgazegen.io import atomic_dir, atomic_path, read_json, write_json_atomic, write_text_atomic
+from radgazegen.errors import DataFormatError, MissingWeightsError
+from radgazegen.io import atomic_dir, atomic_path, read_json, remove_leftovers, write_json_atomic, write_text_atomic
+from radgazegen.models.checkpoint import TrainingState, find_checkpoint, load_checkpoint, save_checkpoint
 from radgazegen.models.controlnet import (
     CONTROL_MODES,
     FUSED,
@@ -85,16 +86,6 @@ def stage_folder(run_dir: str | Path, stage: str, controls: Sequence[str] = (), 
     if stage == "base":
         return root / "base"
     return root / "controlnet" / (FUSED if mode == FUSED else folder_name(controls[0]))
-
-
-def latest_checkpoint(folder: str | Path) -> Path | None:
-    """The newest complete ``checkpoint-<step>`` of a training folder (named by ``latest``), if any."""
-    folder = Path(folder)
-    pointer = folder / "latest"
-    if pointer.is_file() and (folder / pointer.read_text().strip()).is_dir():
-        return folder / pointer.read_text().strip()
-    found = sorted(folder.glob("checkpoint-*"), key=_checkpoint_step)
-    return found[-1] if found else None
 
 
 def train(
@@ -154,18 +145,14 @@ def _train_network(
     folder = stage_folder(run_dir, stage, controls, mode)
     key = folder.relative_to(run_dir / "checkpoints").as_posix()
     done = read_manifest(run_dir).get("training", {}).get(key)
-    checkpoint = latest_checkpoint(folder) if resume else None
-    if (
-        checkpoint
-        and _checkpoint_step(checkpoint) >= total
-        and (folder / "final").is_dir()
-        and done
-        and done["steps"] == total
-    ):
+    if resume and (folder / "final").is_dir() and done and done["steps"] == total:
         log = read_log(folder)  # trained already: nothing to do, report the run that did it
         return TrainResult(
             folder, tuple(controls), total, total, done["seconds"], log[-1]["loss"] if log else done["last_loss"]
         )
+    if PartialState().is_main_process and folder.is_dir():
+        remove_leftovers(folder)  # staging folders of a killed run
+    checkpoint = find_checkpoint(folder) if resume else None
     mixed = settings.mixed_precision if device_name.startswith("cuda") else "no"
     accelerator = Accelerator(cpu=device_name == "cpu", mixed_precision=mixed,
                               gradient_accumulation_steps=settings.gradient_accumulation)  # fmt: skip
@@ -194,11 +181,10 @@ def _train_network(
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
     if ema is not None:
         ema.to(device)
-        accelerator.register_for_checkpointing(ema)
+    state = TrainingState(accelerator.unwrap_model(model), optimizer, schedule, ema, accelerator.scaler)
     start = 0
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
-        start = _checkpoint_step(checkpoint)
+        start = load_checkpoint(checkpoint, state, process_index=accelerator.process_index, seed=preset.seed)
     elif accelerator.is_main_process and folder.exists():
         shutil.rmtree(folder)  # a fresh run: no stale checkpoints, logs or samples from an earlier one
     accelerator.wait_for_everyone()
@@ -242,7 +228,7 @@ def _train_network(
             if writer is not None:
                 writer.add_scalar(f"{label}/loss", loss_value, step)
         if step % settings.checkpoint_every == 0 or step == total:
-            _save_checkpoint(accelerator, folder, step, settings.checkpoints_total_limit)
+            save_checkpoint(accelerator, state, folder, step, settings.checkpoints_total_limit)
         if accelerator.is_main_process and (step % settings.validate_every == 0 or step == total):
             _validate(accelerator.unwrap_model(model), unet, stage, controls, mode, ema, text_encoder, tokenizer,
                       vae, noise_scheduler, preset, run_dir, dataset, folder / "validation", step)  # fmt: skip
@@ -355,25 +341,6 @@ def _prompt_tokens(tokenizer, preset: Preset) -> int:
     return tokenizer.model_max_length if isinstance(tokenizer, CLIPTokenizer) else preset.model.max_prompt_tokens
 
 
-def _save_checkpoint(accelerator: Accelerator, folder: Path, step: int, limit: int) -> None:
-    """accelerate state into a staging folder, renamed into place; older checkpoints beyond ``limit`` removed."""
-    staging = folder / f".checkpoint-{step}.staging"
-    if accelerator.is_main_process and staging.exists():
-        shutil.rmtree(staging)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging), safe_serialization=True)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        target = folder / f"checkpoint-{step}"
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-        write_text_atomic(folder / "latest", target.name + "\n")
-        for old in sorted(folder.glob("checkpoint-*"), key=_checkpoint_step)[:-limit]:
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-
-
 def snapshot_folder(folder: str | Path, step: int) -> Path:
     """Where a training folder keeps the weights of ``step`` (``snapshots/step-<step>``, when snapshots are on)."""
     return Path(folder) / "snapshots" / f"step-{step:06d}"
@@ -457,9 +424,30 @@ def _save_grid(path: Path, images: np.ndarray, columns: int) -> None:
 
 
 def read_log(folder: str | Path) -> list[dict]:
-    """The per-step log of a training folder."""
+    """The per-step log of a training folder (``log.jsonl``).
+
+    A last line without its newline that does not parse is a write a kill interrupted: it is left out. Any other
+    line that is not a JSON object with ``step``, ``loss`` and ``seconds`` is a :class:`DataFormatError` naming it.
+    """
     path = Path(folder) / "log.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            if not isinstance(entry, dict) or not {"step", "loss", "seconds"} <= set(entry):
+                raise ValueError("not an entry with step, loss and seconds")
+        except ValueError as err:
+            if number == len(lines):  # the last line, with no newline after it: an interrupted append
+                break
+            raise DataFormatError(path, f"line {number} is not a log entry ({err})") from None
+        entries.append(entry)
+    return entries
 
 
 def training_seconds(entries: Sequence[dict]) -> float:
@@ -473,11 +461,11 @@ def training_seconds(entries: Sequence[dict]) -> float:
 
 
 def _truncate_log(path: Path, step: int) -> None:
-    """Keep log lines up to ``step`` (a resumed run rewrites the steps after its checkpoint)."""
+    """Keep log entries up to ``step`` (a resumed run rewrites the steps after its checkpoint; an interrupted
+    last line goes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    kept = [line for line in (path.read_text().splitlines() if path.is_file() else [])
-            if line.strip() and json.loads(line)["step"] <= step]  # fmt: skip
-    write_text_atomic(path, "".join(line + "\n" for line in kept))
+    kept = [entry for entry in read_log(path.parent) if entry["step"] <= step]
+    write_text_atomic(path, "".join(json.dumps(entry) + "\n" for entry in kept))
 
 
 def _tensorboard(folder: Path):
@@ -486,10 +474,6 @@ def _tensorboard(folder: Path):
     except ImportError as err:
         raise ImportError("--tensorboard needs the tensorboard package (pip install tensorboard)") from err
     return SummaryWriter(str(folder / "tensorboard"))
-
-
-def _checkpoint_step(path: Path) -> int:
-    return int(path.name.rsplit("-", 1)[-1])
 
 
 def pipeline_from_run(run_dir: str | Path, preset: Preset, *, scheduler: str | None = None) -> RadGazeGenPipeline:
