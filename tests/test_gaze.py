@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -221,3 +222,24 @@ def test_bad_shapes_and_missing_columns_are_named() -> None:
         fixation_heatmap(fixations, (30, 30), (16, 16, 3))
     with pytest.raises(ValueError, match="missing fixation column.*x_position"):
         fixation_heatmap(fixations.drop(columns=["x_position"]), (30, 30))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.assign(timestamp_end_fixation=f["timestamp_start_fixation"] + np.nan), "is not a finite number"),
+        (lambda f: f.assign(timestamp_start_fixation=-1e308, timestamp_end_fixation=1e308), "duration .* overflows"),
+        (lambda f: f.assign(angular_resolution_x_pixels_per_degree=0.0), "must be positive"),
+        (lambda f: f.assign(x_position=f["x_position"].astype(str) + "px"), r"column 'x_position' value '.*px'"),
+    ],
+)
+def test_heatmap_of_bad_fixations_is_a_named_error(phantom_dir: Path, change, message: str) -> None:
+    from radgazegen.data.reflacx import ReflacxDataset
+    from radgazegen.errors import DataFormatError
+
+    case = next(iter(ReflacxDataset(phantom_dir)))
+    fixations = change(case.fixations())
+    with pytest.raises(DataFormatError, match=rf"fixations.csv, row 1: .*{message}"):
+        fixation_heatmap(fixations, case.image_shape, (32, 32))
+    with pytest.raises(ValueError, match="sigma must be a positive number"):
+        egd_heatmap(pd.DataFrame({"X_ORIGINAL": [1.0], "Y_ORIGINAL": [1.0], "FPOGD": [0.2]}), (8, 8), sigma=0.0)

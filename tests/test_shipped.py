@@ -72,7 +72,7 @@ def test_adherence_beside_scores_each_model_on_the_same_readings(study: Study) -
     cached = study.run_dir / "curves" / "beside" / "gaze"
     final, early_images = (sorted((cached / model / "mirrored").glob("*.png")) for model in ("final", "early"))
     assert len(final) == len(early_images) == 2
-    assert any(a.read_bytes() != b.read_bytes() for a, b in zip(final, early_images))  # each model samples its own
+    assert any(a.read_bytes() != b.read_bytes() for a, b in zip(final, early_images, strict=True))  # each model samples its own
     again = adherence_beside(study, {"final": study.pipe, "early": early}, ["canny", "gaze"], readings=2)
     np.testing.assert_allclose(again["value"].to_numpy(), table["value"].to_numpy(), equal_nan=True)
 

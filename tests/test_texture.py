@@ -184,3 +184,9 @@ def test_cuda_maps_equal_cpu_maps(radiograph: np.ndarray) -> None:
     cpu = texture_maps(image, CLASSES)
     gpu = texture_maps(image, CLASSES, device="cuda")
     assert_maps_agree(gpu, cpu)
+
+
+@pytest.mark.parametrize("image", [np.zeros((0, 0)), np.array([[0.5]]), np.array([[1, "a"]], dtype=object)])
+def test_texture_maps_refuse_images_with_no_texture_to_measure(image: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="image must (hold numbers|be 2-D .* at least two voxels)"):
+        texture_maps(image, "glcm_Contrast")

@@ -12,9 +12,9 @@ from tqdm.auto import tqdm
 
 from radgazegen.controls.resample import area_resample
 from radgazegen.controls.texture import texture_maps
+from radgazegen.data.phantom.truth import read_findings
 from radgazegen.data.images import load_mask
 from radgazegen.data.reflacx import ReflacxDataset
-from radgazegen.errors import DataFormatError
 
 HEALTHY = "healthy lung"
 MIN_VOXELS = 4
@@ -38,10 +38,7 @@ def region_texture_values(
     pixels before the maps are computed (the control-map scale rather than full resolution).
     """
     root = Path(dataset.root)
-    truth_path = root / "phantom" / "findings.csv"
-    if not truth_path.is_file():
-        raise DataFormatError(truth_path, "no finding ground truth: region statistics need the phantom data set")
-    truth = pd.read_csv(truth_path)
+    truth = read_findings(root)
     rows = []
     for case in tqdm(list(dataset), desc="texture by region", unit="case", disable=not progress):
         image = case.load_image()

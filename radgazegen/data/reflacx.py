@@ -256,7 +256,7 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
         raise_at_first(path, ~frame[column].map(lambda v: SAFE_NAME.fullmatch(v) is not None),
                        lambda i, c=column: f"'{c}' {frame[c].iloc[i]!r} is not a plain name (letters, digits, _ . -)")
     raise_at_first(path, frame["id"].duplicated(), lambda i: f"duplicate id {frame['id'].iloc[i]!r}")
-    raise_at_first(path, ~frame["image"].map(_inside), lambda i: f"'image' {frame['image'].iloc[i]!r} is not a "
+    raise_at_first(path, ~frame["image"].map(inside_dataset), lambda i: f"'image' {frame['image'].iloc[i]!r} is not a "
                    "relative path inside the data set")  # fmt: skip
     for size in ("image_size_x", "image_size_y"):
         raise_at_first(path, frame[size] <= 0, lambda i, s=size: f"'{s}' must be positive")
@@ -269,9 +269,9 @@ def read_metadata(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _inside(image: str) -> bool:
-    relative = Path(image)
-    return bool(image) and not relative.is_absolute() and ".." not in relative.parts
+def inside_dataset(relative: str) -> bool:
+    """Whether a path from a data set's table stays inside the data set (relative, no ``..``)."""
+    return bool(relative) and not Path(relative).is_absolute() and ".." not in Path(relative).parts
 
 
 def label_columns(metadata: pd.DataFrame) -> list[str]:

@@ -15,10 +15,11 @@ from tqdm.auto import tqdm
 
 from radgazegen.controls.resample import area_resample
 from radgazegen.data.images import load_mask
-from radgazegen.data.reflacx import ReflacxDataset
+from radgazegen.data.reflacx import ReflacxDataset, inside_dataset
+from radgazegen.data.tables import ColumnKind, raise_at_first, read_table
 from radgazegen.errors import DataFormatError, check_shape
 
-FINDINGS_COLUMNS = ("id", "dicom_id", "finding", "mask")
+FINDINGS_COLUMNS: dict[str, ColumnKind] = {"id": "str", "dicom_id": "str", "finding": "str", "mask": "str"}
 
 
 def read_findings(dataset_root: str | Path) -> pd.DataFrame:
@@ -26,10 +27,8 @@ def read_findings(dataset_root: str | Path) -> pd.DataFrame:
     path = Path(dataset_root) / "phantom" / "findings.csv"
     if not path.is_file():
         raise DataFormatError(path, "file not found: ground-truth finding masks exist only for the phantom data set")
-    table = pd.read_csv(path, dtype={"id": str, "dicom_id": str, "mask": str})
-    missing = [column for column in FINDINGS_COLUMNS if column not in table.columns]
-    if missing:
-        raise DataFormatError(path, f"missing column(s) {missing}")
+    table = read_table(path, FINDINGS_COLUMNS, allow_empty=True)
+    raise_at_first(path, ~table["mask"].map(inside_dataset), lambda i: f"'mask' {table['mask'].iloc[i]!r} is not a path inside the data set")
     return table
 
 
