@@ -33,6 +33,8 @@ benchmark: install
 	$(BIN)/python benchmarks/sampling.py
 	$(BIN)/python benchmarks/sampling_budget.py
 	$(BIN)/python benchmarks/adherence.py
+	$(BIN)/python benchmarks/bad_input.py
+	$(BIN)/python benchmarks/kill_resume.py
 
 clean:
 	rm -rf _build runs book/chapters

@@ -38,7 +38,7 @@ from radgazegen.models.checkpoint import checkpoints, verify_checkpoint
 
 CLI = [sys.executable, "-m", "radgazegen.cli"]
 PHANTOM = ["--n", "30", "--size", "288", "240"]
-TRAIN_STEPS = 10
+TRAIN_STEPS = 24
 
 
 def run(arguments: list[str], kill_after: float | None = None) -> tuple[bool, float]:
@@ -63,7 +63,9 @@ def leftovers(folder: Path) -> list[str]:
 
 
 def npy_maps(run_dir: Path) -> dict[str, np.ndarray]:
-    return {str(p.relative_to(run_dir)): np.load(p) for p in sorted((run_dir / "controls").rglob("*.npy"))}
+    """Every control map a reader can find (``<case>.npy``; not the hidden temporary file of one being written)."""
+    found = sorted(p for p in (run_dir / "controls").rglob("*.npy") if not LEFTOVER.fullmatch(p.name))
+    return {str(p.relative_to(run_dir)): np.load(p) for p in found}
 
 
 class Scenario:

@@ -355,7 +355,8 @@ class RadGazeGenPipeline:
         folder = Path(folder)
         if not (folder / PIPELINE_FILE).is_file():
             raise MissingWeightsError(f"{folder}: missing {PIPELINE_FILE} (not a saved RadGazeGenPipeline)")
-        config = read_json(folder / PIPELINE_FILE, required=("multi", FUSED, "image_size", "max_prompt_tokens", "registry"))
+        config = read_json(folder / PIPELINE_FILE,
+                           required=("multi", FUSED, "image_size", "max_prompt_tokens", "registry"))  # fmt: skip
         try:
             registry = ControlRegistry.from_dict(config["registry"])
         except (KeyError, TypeError, ValueError) as err:
@@ -454,7 +455,7 @@ def _check_count(name: str, value: int) -> None:
 
 
 def _check_window(name: str, start: float, end: float, steps: int) -> None:
-    """A window of the steps, as fractions: ``0 <= start < end <= 1``, holding at least one of ``steps`` (:func:`_keep`)."""
+    """A window of the steps as fractions, ``0 <= start < end <= 1``, holding one of ``steps`` or more (:func:`_keep`)."""
     if not 0.0 <= start < end <= 1.0:
         raise ValueError(f"{name} ({start}, {end}) must be (start, end) with 0 <= start < end <= 1")
     if not any(_keep(index, steps, start, end) for index in range(steps)):

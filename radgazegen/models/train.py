@@ -18,8 +18,9 @@ Each trained network gets a folder under ``<run_dir>/checkpoints/``::
                              the adherence-vs-steps curves read them)
 
 Checkpoints and ``final/`` are written to a hidden staging folder and renamed into place, so a process killed
-at any moment leaves the previous checkpoint intact (what it left is deleted when training starts again). Runs unchanged under ``accelerate launch`` with
-several processes: each takes its own slice of every step's batch, gradients are all-reduced by DDP.
+at any moment leaves the previous checkpoint intact (what it left is deleted when training starts again).
+Runs unchanged under ``accelerate launch`` with several processes: each takes its own slice of every step's
+batch, gradients are all-reduced by DDP.
 """
 
 from __future__ import annotations
