@@ -150,7 +150,7 @@ def test_label_csv_cohorts_read_their_images(tmp_path: Path) -> None:
     from radgazegen.evaluation.cohort import chexpert_cohort, longtail_cohort
 
     for k in range(3):
-        save_png16(tmp_path / "img" / f"{k}.png", np.full((40, 30), k / 4))
+        save_png16(tmp_path / "img" / f"{k}.png", k / 4 + np.linspace(-0.1, 0.1, 30)[None, :].repeat(40, 0))  # contrast
     (tmp_path / "lt.csv").write_text("path,Mass,Hernia\nimg/0.png,1,0\nimg/1.png,0,1\nimg/2.png,0,0\n")
     cohort = longtail_cohort(tmp_path / "lt.csv", tmp_path, 16, progress=False)
     assert cohort.classes == ["Mass", "Hernia"] and cohort.labels.tolist() == [[1, 0], [0, 1], [0, 0]]

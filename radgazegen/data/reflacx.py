@@ -86,6 +86,10 @@ FIXATION_COLUMNS: dict[str, ColumnKind] = {
     **{c: "float" for c in SHOWN_RECT_COLUMNS},
     **{c: "float" for c in SCREEN_RECT_COLUMNS},
 }
+HEATMAP_COLUMNS = ("timestamp_start_fixation", "timestamp_end_fixation", "x_position", "y_position",
+                   "angular_resolution_x_pixels_per_degree", "angular_resolution_y_pixels_per_degree",
+                   *SHOWN_RECT_COLUMNS)  # fmt: skip
+"""The fixation columns a gaze heatmap is made from (:func:`check_fixations`)."""
 WORD_COLUMNS: dict[str, ColumnKind] = {"word": "str", "timestamp_start_word": "float", "timestamp_end_word": "float"}
 BOX_COLUMNS: dict[str, ColumnKind] = {"xmin": "float", "ymin": "float", "xmax": "float", "ymax": "float"}
 ELLIPSE_COLUMNS: dict[str, ColumnKind] = {**BOX_COLUMNS, "certainty": "int"}
@@ -168,18 +172,18 @@ def read_fixations(path: str | Path, image_shape: tuple[int, int] | None = None)
 
 
 def check_fixations(fixations: pd.DataFrame, *, source: str | Path = "fixations") -> pd.DataFrame:
-    """``fixations`` (a table with the REFLACX fixation columns) with those columns as finite floats, else a
+    """``fixations`` with the columns a gaze heatmap needs (:data:`HEATMAP_COLUMNS`) as finite floats, else a
     :class:`DataFormatError` naming ``source``, the row and the problem.
 
     Every fixation ends after it starts with a finite duration, its shown rectangle is ordered and its
     angular resolutions (the Gaussian's sigma, pixels per degree) are positive.
     """
     path = Path(fixations.attrs.get("source", source))
-    missing = [c for c in FIXATION_COLUMNS if c not in fixations.columns]
+    missing = [c for c in HEATMAP_COLUMNS if c not in fixations.columns]
     if missing:
         raise DataFormatError(path, f"missing fixation column(s) {missing}")
     checked = fixations.copy()
-    for column in FIXATION_COLUMNS:
+    for column in HEATMAP_COLUMNS:
         numbers = pd.to_numeric(fixations[column], errors="coerce").astype(np.float64)
         raise_at_first(path, ~np.isfinite(numbers.to_numpy()),
                        lambda i, c=column: f"column '{c}' value {fixations[c].iloc[i]!r} is not a finite number")
