@@ -129,13 +129,14 @@ def find_checkpoint(folder: str | Path) -> Path | None:
 
 
 def load_checkpoint(path: str | Path, state: TrainingState, *, process_index: int, seed: int) -> int:
-    """Restore ``state`` and this process's RNG from a verified checkpoint; returns its step.
+    """Restore ``state`` and this process's RNG from a checkpoint :func:`find_checkpoint` returned (so verified:
+    its files are not hashed again); returns its step.
 
     A missing or damaged RNG file warns (:class:`CheckpointWarning`) and seeds the generators from ``seed``,
     the step and the process instead: training goes on, no longer bit-exact with an uninterrupted run.
     """
     path = Path(path)
-    manifest = verify_checkpoint(path)
+    manifest = read_json(path / CHECKPOINT_FILE, required=("step", "files"))
     step = int(manifest["step"])
     for name, part in (("ema.safetensors", state.ema), ("scaler.json", state.scaler)):
         if part is not None and name not in manifest["files"]:
@@ -143,11 +144,11 @@ def load_checkpoint(path: str | Path, state: TrainingState, *, process_index: in
     with loading(path):  # e.g. a checkpoint of another network: the error names the folder
         load_model(state.model, str(path / "model.safetensors"))
         state.optimizer.load_state_dict(_load_optimizer(path / "optimizer.safetensors"))
-        state.schedule.load_state_dict(json.loads((path / "schedule.json").read_text()))
+        state.schedule.load_state_dict(read_json(path / "schedule.json"))
         if state.ema is not None:
             state.ema.load_state_dict(_load_ema(path / "ema.safetensors"))
         if state.scaler is not None:
-            state.scaler.load_state_dict(json.loads((path / "scaler.json").read_text()))
+            state.scaler.load_state_dict(read_json(path / "scaler.json"))
     rng = path / f"rng-{process_index}.safetensors"
     try:
         _check_file(rng, manifest["files"].get(rng.name), path / CHECKPOINT_FILE)
