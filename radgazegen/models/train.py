@@ -388,7 +388,7 @@ def _validate(model, unet, stage, controls, mode, ema, text_encoder, tokenizer, 
     model.eval()
     registry = load_registry(run_dir) if controls else ControlRegistry(ControlSettings(size=preset.control_size))
     fused = stage == "controlnet" and mode == FUSED
-    pipe = RadGazeGenPipeline(
+    pipe = RadGazeGenPipeline.from_components(
         model if stage == "base" else unet, noise_scheduler, tokenizer, text_encoder, registry,
         controlnets={controls[0]: model} if stage == "controlnet" and not fused else None,
         fused=model if fused else None, fused_controls=controls if fused else (),
@@ -501,7 +501,7 @@ def pipeline_from_run(run_dir: str | Path, preset: Preset, *, scheduler: str | N
     registry = (
         load_registry(run_dir) if registry_file.is_file() else ControlRegistry(ControlSettings(preset.control_size))
     )
-    pipe = RadGazeGenPipeline(
+    pipe = RadGazeGenPipeline.from_components(
         load_unet(base / "unet"), noise_scheduler_for(None), tokenizer, text_encoder, registry, controlnets=controlnets,
         fused=fused, fused_controls=fused_controls, image_size=preset.control_size,
         max_prompt_tokens=preset.model.max_prompt_tokens,
