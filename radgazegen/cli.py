@@ -79,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--scale", type=float, default=1.0, help="conditioning scale of every control")
     sample.add_argument("--out", help="output folder (default <run-dir>/samples/<mode>)")
 
+    export = commands.add_parser(
+        "export", help="save a run's networks (or convert a saved pipeline) as a diffusers pipeline folder"
+    )
+    export.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    export.add_argument("--run-dir", help="the trained run (default runs/<preset>)")
+    export.add_argument("--pipeline", help="instead of a run: a saved pipeline folder (either format) to convert")
+    export.add_argument("--out", required=True, help="the folder to write (DiffusionPipeline.from_pretrained loads it)")
+
     ship = _with_data_options(
         commands.add_parser("ship", help="export a trained run as a shipped checkpoint: curves, manifest, SHA-256")
     )
@@ -95,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     phantom.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"), default=(576, 480))
 
     args = parser.parse_args(argv)
-    command = {"book": _book, "controls": _controls, "train": _train, "sample": _sample, "ship": _ship,
-               "data": _phantom}[args.command]  # fmt: skip
+    command = {"book": _book, "controls": _controls, "train": _train, "sample": _sample, "export": _export,
+               "ship": _ship, "data": _phantom}[args.command]  # fmt: skip
     try:
         return command(args)
     except (ValueError, FileNotFoundError) as err:  # DataFormatError, ControlError, MissingWeightsError among them
@@ -189,6 +197,20 @@ def _sample(args: argparse.Namespace) -> int:
         return 0
 
     return _on_dataset(args, run)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from radgazegen.models.shipped import convert
+    from radgazegen.models.train import export_run
+    from radgazegen.runs import run_dir_for
+
+    if args.pipeline:
+        out = convert(args.pipeline, args.out)
+    else:
+        preset = get_preset(args.preset)
+        out = export_run(run_dir_for(preset, args.run_dir), preset, args.out)
+    print(f"pipeline: {out}")
+    return 0
 
 
 def _ship(args: argparse.Namespace) -> int:

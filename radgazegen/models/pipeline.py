@@ -508,7 +508,7 @@ class RadGazeGenPipeline(DiffusionPipeline):
         """Load a folder written by :meth:`save_pretrained` (local folders only; errors name the file).
 
         ``scheduler``: a name in :data:`SCHEDULERS` (built from the saved scheduler's configuration) or a
-        scheduler; ``None`` keeps the saved one. ``dtype`` is diffusers' ``torch_dtype``. A folder in the earlier
+        scheduler; ``None`` keeps the saved one. ``dtype`` is the weights' dtype. A folder in the earlier
         ``pipeline.json`` format loads through :func:`radgazegen.models.legacy.load_legacy` with a warning.
         """
         from radgazegen.models.legacy import LEGACY_FILE, load_legacy
@@ -522,7 +522,7 @@ class RadGazeGenPipeline(DiffusionPipeline):
             _check_folder(folder)
             with loading(folder), _quiet_diffusers():
                 pipe = super().from_pretrained(
-                    folder, torch_dtype=dtype, trust_remote_code=True, local_files_only=True, use_safetensors=True,
+                    folder, dtype=dtype, trust_remote_code=True, local_files_only=True, use_safetensors=True,
                     **({"scheduler": scheduler} if isinstance(scheduler, SchedulerMixin) else {}), **kwargs,
                 )  # fmt: skip
         if isinstance(scheduler, str):

@@ -22,18 +22,21 @@ TEXT_ONLY = "text"  # sampling mode without any control: the SD-text-only baseli
 def load_pipeline(
     preset: Preset, run_dir: str | Path, pipeline: str | Path | None = None, device: str = "cpu"
 ) -> RadGazeGenPipeline:
-    """The saved pipeline :func:`~radgazegen.models.shipped.pipeline_folder` picks, else the run's networks.
+    """The saved pipeline :func:`~radgazegen.models.shipped.pipeline_folder` picks, else the run's own.
 
-    A shipped folder (one with a manifest) is verified against its SHA-256 first and loaded in float32;
+    A shipped folder (one with a manifest) is verified against its SHA-256 first and loaded in float32; the run's
+    own is the pipeline its training exported (``<run_dir>/pipeline``; exported now if a run predates that).
     fp16 on CUDA when the preset trains in fp16.
     """
     from radgazegen.models.shipped import MANIFEST, load_shipped, pipeline_folder
-    from radgazegen.models.train import pipeline_from_run
+    from radgazegen.models.train import RUN_PIPELINE, export_run
 
     folder = pipeline_folder(preset, pipeline)
     if folder is None:
-        pipe = pipeline_from_run(run_dir, preset)
-    elif (folder / MANIFEST).is_file():
+        folder = Path(run_dir) / RUN_PIPELINE
+        if not folder.is_dir():
+            export_run(run_dir, preset)
+    if (folder / MANIFEST).is_file():
         pipe = load_shipped(folder, scheduler=preset.sampling.scheduler)
     else:
         pipe = RadGazeGenPipeline.from_pretrained(folder, scheduler=preset.sampling.scheduler)

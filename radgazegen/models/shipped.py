@@ -11,6 +11,8 @@ hardware and wall time of every network (summed over resumed runs, from its step
 from __future__ import annotations
 
 import copy
+import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -107,6 +109,27 @@ def export(
             "curves": None if curves is None else curves.to_dict(orient="records"),
             "sha256": file_digests(staging),
         })  # fmt: skip
+    return Path(out)
+
+
+def convert(folder: str | Path, out: str | Path) -> Path:
+    """A saved pipeline (today's format or the earlier ``pipeline.json`` one) written again in today's to ``out``.
+
+    Weights keep the dtype a shipped manifest records (else float32); a shipped folder's manifest and curves come
+    along, the manifest with the new files' SHA-256. ``out`` may be ``folder`` itself (staged, then renamed).
+    """
+    folder = Path(folder)
+    manifest = verify(folder) if (folder / MANIFEST).is_file() else None
+    dtype = torch.float16 if manifest and manifest.get("dtype") == "float16" else None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*earlier pipeline.json format")
+        pipe = RadGazeGenPipeline.from_pretrained(folder, dtype=dtype)
+    with atomic_dir(out) as staging:
+        pipe.write_components(staging)
+        if (folder / CURVES).is_file():
+            shutil.copy2(folder / CURVES, staging / CURVES)
+        if manifest is not None:
+            write_json_atomic(staging / MANIFEST, manifest | {"sha256": file_digests(staging)})
     return Path(out)
 
 

@@ -66,6 +66,7 @@ from radgazegen.runs import hardware, read_manifest, record, versions
 
 STAGES = ("base", "controlnet")
 VALIDATION_IMAGES = 4
+RUN_PIPELINE = "pipeline"  # <run_dir>/pipeline: the run's networks as a saved RadGazeGenPipeline
 TRAINING_FILE = "training.json"  # in base/final: how the base was built (the text encoder's source)
 
 
@@ -118,12 +119,21 @@ def train(
                              device=state.device, progress=progress)  # fmt: skip
         state.wait_for_everyone()
     groups = [[]] if stage == "base" else ([names] if mode == FUSED else [[name] for name in names])
-    return [
+    results = [
         _train_network(
             preset, run_dir, stage, mode, group, dataset, pretrained, steps, resume, progress, tensorboard, device
         )  # fmt: skip
         for group in groups
     ]
+    if PartialState().is_main_process:
+        export_run(run_dir, preset)
+    return results
+
+
+def export_run(run_dir: str | Path, preset: Preset, out: str | Path | None = None) -> Path:
+    """Save the pipeline a run's trained networks make (:func:`pipeline_from_run`) to ``out``
+    (default ``<run_dir>/pipeline``, which training rewrites at its end); returns the folder."""
+    return pipeline_from_run(run_dir, preset).save_pretrained(Path(out) if out else Path(run_dir) / RUN_PIPELINE)
 
 
 def _train_network(
