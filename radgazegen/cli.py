@@ -77,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--split", default="test", help="the cases to sample (their reports and controls)")
     sample.add_argument("--mode", choices=("multi", "fused", "text"), default="multi")
     sample.add_argument("--scale", type=float, default=1.0, help="conditioning scale of every control")
-    sample.add_argument("--out", help="output folder (default <run-dir>/samples/<mode>)")
+    sample.add_argument("--out", help="output folder (default <run-dir>/samples/<mode>, or <run-dir>/samples/release)")
+    sample.add_argument("--release", help="the authors' released weights (a local folder in their layout) "
+                        "instead of a pipeline: sampled as their scripts do")
+    sample.add_argument("--release-scales", default="reflacx", choices=("reflacx", "chexpert"),
+                        help="their released conditioning scales: REFLACX, or CheXpert / long tail")
 
     export = commands.add_parser(
         "export", help="save a run's networks (or convert a saved pipeline) as a diffusers pipeline folder"
@@ -188,11 +192,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from radgazegen.models.sampling import sample_cases
+    from radgazegen.models.sampling import sample_cases, sample_release
 
     def run(preset, run_dir, dataset, device) -> int:
-        out = sample_cases(preset, run_dir, dataset, split=args.split, mode=args.mode, scale=args.scale,
-                           pipeline=args.pipeline, out=args.out, device=device)  # fmt: skip
+        if args.release:
+            out = sample_release(dataset, args.release, args.out or Path(run_dir) / "samples" / "release",
+                                 split=args.split, scales=args.release_scales, device=device)  # fmt: skip
+        else:
+            out = sample_cases(preset, run_dir, dataset, split=args.split, mode=args.mode, scale=args.scale,
+                               pipeline=args.pipeline, out=args.out, device=device)  # fmt: skip
         print(f"samples: {out}")
         return 0
 

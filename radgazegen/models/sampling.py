@@ -116,10 +116,7 @@ def sample_cases(
 ) -> Path:
     """Write one 16-bit PNG per case of ``split`` to ``out`` (default ``<run_dir>/samples/<mode>``)."""
     pipe = load_pipeline(preset, run_dir, pipeline, device)
-    cases = [case for case in dataset if case.split == split]
-    if not cases:
-        present = dataset.metadata["split"].value_counts().to_dict()
-        raise ValueError(f"{dataset.root}: no cases in split {split!r}; the data set's splits: {present}")
+    cases = _split_cases(dataset, split)
     out = Path(out) if out else Path(run_dir) / "samples" / mode
     for start in tqdm(range(0, len(cases), batch_size), desc=f"samples ({mode})", unit="batch"):
         batch = cases[start : start + batch_size]
@@ -129,3 +126,38 @@ def sample_cases(
     record(run_dir, "samples", mode, {"split": split, "cases": len(cases), "scale": scale, "folder": str(out),
                                       "pipeline": str(pipe.source)})  # fmt: skip
     return out
+
+
+def sample_release(
+    dataset: ReflacxDataset,
+    release: str | Path,
+    out: str | Path,
+    *,
+    split: str = "test",
+    scales: str = "reflacx",
+    device: str = "cpu",
+) -> Path:
+    """Sample ``split`` with the authors' released weights as their scripts do (:mod:`radgazegen.models.authors`):
+    each case's report, its five controls made at 512 px, their scales, 50 UniPC steps, seed 3407 for every image.
+    One 16-bit PNG per case in ``out``; float16 on CUDA, as their scripts load the weights."""
+    from radgazegen.controls.extract import case_inputs
+    from radgazegen.models import authors
+
+    cases = _split_cases(dataset, split)
+    call = authors.release_call(scales)
+    pipe = authors.load_release(release, dtype=torch.float16 if device.startswith("cuda") else None).to(device)
+    for case in tqdm(cases, desc="samples (authors' release)", unit="image"):
+        controls = authors.release_controls(case_inputs(case, authors.CONTROLS), size=pipe.image_size)
+        image = pipe(case.transcription(), {name: control[None] for name, control in controls.items()},
+                     generator=torch.Generator().manual_seed(authors.SEED), progress=False, **call).images[0]  # fmt: skip
+        save_png16(Path(out) / f"{case.id}.png", image)
+    return Path(out)
+
+
+def _split_cases(dataset: ReflacxDataset, split: str) -> list[ReflacxCase]:
+    """The cases of ``split``; an error lists the data set's splits when it has none."""
+    cases = [case for case in dataset if case.split == split]
+    if not cases:
+        present = dataset.metadata["split"].value_counts().to_dict()
+        raise ValueError(f"{dataset.root}: no cases in split {split!r}; the data set's splits: {present}")
+    return cases
