@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--pretrained", help="a local Stable Diffusion folder (diffusers layout) to fine-tune")
     train.add_argument("--steps", type=int, help="optimizer steps (default: the preset's)")
     train.add_argument("--no-resume", action="store_true", help="start afresh instead of resuming from latest")
-    train.add_argument("--tensorboard", action="store_true", help="also log the loss to TensorBoard")
+    train.add_argument("--report-to", nargs="+", default=[], metavar="TRACKER",
+                       help="accelerate trackers that also get the loss, e.g. tensorboard wandb")
 
     sample = _with_data_options(
         commands.add_parser("sample", help="generate images with a trained pipeline for cases of a data set")
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                "ship": _ship, "data": _phantom}[args.command]  # fmt: skip
     try:
         return command(args)
-    except (ValueError, FileNotFoundError) as err:  # DataFormatError, ControlError, MissingWeightsError among them
+    except (ValueError, FileNotFoundError, ImportError) as err:  # DataFormatError, ControlError, MissingWeightsError
         print(f"radgazegen {args.command}: {err}", file=sys.stderr)
         return 1
 
@@ -182,7 +183,7 @@ def _train(args: argparse.Namespace) -> int:
     def run(preset, run_dir, dataset, device) -> int:
         results = train(preset, run_dir, args.stage, dataset, mode=args.mode, controls=args.controls,
                         pretrained=args.pretrained, steps=args.steps, resume=not args.no_resume, device=device,
-                        tensorboard=args.tensorboard)  # fmt: skip
+                        report_to=args.report_to)  # fmt: skip
         for result in results if int(os.environ.get("RANK", "0")) == 0 else ():  # once under accelerate launch
             print(f"{result.folder}: steps {result.start_step}->{result.steps} in {result.seconds:.1f} s, "
                   f"last loss {result.last_loss:.4f}")  # fmt: skip

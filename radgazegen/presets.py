@@ -36,6 +36,7 @@ class TrainSettings:
     gradient_accumulation: int = 1
     mixed_precision: str = "no"  # "no" | "fp16" | "bf16" (GPU)
     gradient_checkpointing: bool = False
+    adam_8bit: bool = False  # bitsandbytes' 8-bit AdamW when installed (GPU)
     ema_decay: float | None = None  # None: no EMA weights
     prompt_dropout: float = 0.1  # share of empty prompts, for classifier-free guidance
     location_dropout: float = 0.5  # share of prompts without their location words (radgazegen.data.reports)
@@ -172,7 +173,7 @@ PRESETS: dict[str, Preset] = {
             TrainSettings(base_steps=30000, controlnet_steps=20000, batch_size=4, base_learning_rate=1e-5,
                           controlnet_learning_rate=1e-5, checkpoint_every=2000, validate_every=2000,
                           gradient_accumulation=4, mixed_precision="fp16", gradient_checkpointing=True,
-                          ema_decay=0.9999, prompt_dropout=0.05, warmup_steps=500,
+                          adam_8bit=True, ema_decay=0.9999, prompt_dropout=0.05, warmup_steps=500,
                           location_dropout=0.0),  # the paper trains on whole reports
             SamplingSettings(steps=50, guidance_scale=7.5),
             ("canny", "sobel", "log", "lungs", "gaze"),

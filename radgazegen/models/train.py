@@ -29,14 +29,15 @@ import dataclasses
 import json
 import shutil
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator, PartialState
-from accelerate.utils import set_seed
-from diffusers import AutoencoderKL, DDPMScheduler
+from accelerate.utils import ProjectConfiguration, set_seed
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from PIL import Image
@@ -61,6 +62,7 @@ from radgazegen.models.controlnet import (
 )
 from radgazegen.models.pipeline import RadGazeGenPipeline
 from radgazegen.models.text import PromptCache, load_text_encoder, text_width
+from radgazegen.models.tracking import StepLogTracker
 from radgazegen.presets import Preset, TrainSettings
 from radgazegen.runs import hardware, read_manifest, record, versions
 
@@ -103,14 +105,18 @@ def train(
     resume: bool = True,
     device: str = "cpu",
     progress: bool = True,
-    tensorboard: bool = False,
+    report_to: Sequence[str] = (),
 ) -> list[TrainResult]:
-    """Train one stage; returns one result per trained network (several ControlNets in ``multi`` mode)."""
+    """Train one stage; returns one result per trained network (several ControlNets in ``multi`` mode).
+
+    ``report_to``: accelerate trackers (e.g. ``"tensorboard"``, ``"wandb"``) that get the loss beside ``log.jsonl``.
+    """
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {STAGES}")
     if mode not in CONTROL_MODES:
         raise ValueError(f"unknown control mode {mode!r}; choose one of {CONTROL_MODES}")
     run_dir = Path(run_dir)
+    check_trackers(report_to)
     names = check_names(controls if controls is not None else preset.controls)
     state = PartialState(cpu=device == "cpu")
     if stage == "controlnet":
@@ -121,7 +127,7 @@ def train(
     groups = [[]] if stage == "base" else ([names] if mode == FUSED else [[name] for name in names])
     results = [
         _train_network(
-            preset, run_dir, stage, mode, group, dataset, pretrained, steps, resume, progress, tensorboard, device
+            preset, run_dir, stage, mode, group, dataset, pretrained, steps, resume, progress, report_to, device
         )  # fmt: skip
         for group in groups
     ]
@@ -147,7 +153,7 @@ def _train_network(
     steps: int | None,
     resume: bool,
     progress: bool,
-    tensorboard: bool,
+    report_to: Sequence[str],
     device_name: str,
 ) -> TrainResult:
     """Train one network with its own Accelerator (so that its checkpoints hold that network alone)."""
@@ -165,27 +171,31 @@ def _train_network(
         remove_leftovers(folder)  # staging folders of a killed run
     checkpoint = find_checkpoint(folder) if resume else None
     mixed = settings.mixed_precision if device_name.startswith("cuda") else "no"
-    accelerator = Accelerator(cpu=device_name == "cpu", mixed_precision=mixed,
+    trackers = [StepLogTracker(folder / "log.jsonl"), *report_to]
+    accelerator = Accelerator(cpu=device_name == "cpu", mixed_precision=mixed, log_with=trackers,
+                              project_config=ProjectConfiguration(folder, logging_dir=folder / "tensorboard"),
                               gradient_accumulation_steps=settings.gradient_accumulation)  # fmt: skip
     set_seed(preset.seed + accelerator.process_index)
     device = accelerator.device
+    dtype = weight_dtype(accelerator.mixed_precision)
     pretrained = _text_source(run_dir, stage, pretrained)
     tokenizer, text_encoder = load_text_encoder(pretrained)
-    text_encoder.to(device)
-    vae = _load_vae(pretrained, device)
+    text_encoder.to(device, dtype)
+    vae = _load_vae(pretrained)
+    if vae is not None:
+        vae.to(device, dtype)
     unet, noise_scheduler = _base_networks(preset, run_dir, stage, pretrained, text_width(text_encoder))
-    unet.to(device)
     if stage == "base":
-        model = unet
+        model = unet.to(device)
     else:
-        unet.requires_grad_(False).eval()
         model = controlnet_from_unet(unet, len(controls), 2 ** (len(vae.config.block_out_channels) - 1) if vae else 1)
+        unet.requires_grad_(False).eval().to(device, dtype)  # frozen: in the mixed-precision dtype, after the copy
     if settings.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     model.train()
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=settings.base_learning_rate if stage == "base" else settings.controlnet_learning_rate,
-        weight_decay=1e-2,
+    optimizer = make_optimizer(
+        model.parameters(), settings.base_learning_rate if stage == "base" else settings.controlnet_learning_rate,
+        eight_bit=settings.adam_8bit,
     )  # fmt: skip
     schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=settings.warmup_steps)
     ema = EMAModel(model.parameters(), decay=settings.ema_decay) if settings.ema_decay else None
@@ -201,6 +211,7 @@ def _train_network(
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _truncate_log(folder / "log.jsonl", start)
+    accelerator.init_trackers(_tracker_run_name(stage, controls, mode))
     data = GeneratorDataset(dataset, run_dir, controls, preset.control_size)
     accumulate = settings.gradient_accumulation
     batches = StepBatches(len(data), settings.batch_size, preset.seed, start * accumulate, total * accumulate,
@@ -208,7 +219,6 @@ def _train_network(
     # its own generator: creating the iterator must not draw from the global RNG that resume restores
     loader = torch.utils.data.DataLoader(data, batch_sampler=batches, collate_fn=collate, generator=torch.Generator())
     prompt_states = PromptCache(tokenizer, text_encoder, _prompt_tokens(tokenizer, preset))
-    writer = _tensorboard(folder) if tensorboard and accelerator.is_main_process else None
     label = "base" if stage == "base" else f"controlnet {FUSED if mode == FUSED else controls[0]}"
     bar = tqdm(
         total=total, initial=start, desc=label, unit="step", disable=not (progress and accelerator.is_main_process)
@@ -216,7 +226,10 @@ def _train_network(
     step, loss_value, started = start, float("nan"), time.perf_counter()
     for batch in loader:
         with accelerator.accumulate(model):
-            loss = _loss(model, unet, stage, batch, noise_scheduler, prompt_states, vae, preset, device)
+            loss = denoising_loss(model, unet, stage, batch["image"].to(device, dtype),
+                                  batch["controls"].to(device, dtype) if stage == "controlnet" else None,
+                                  lambda reports=batch["prompt"]: prompt_states(training_prompts(reports, preset.train)),
+                                  noise_scheduler, vae)  # fmt: skip
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(model.parameters(), 1.0)
@@ -231,18 +244,14 @@ def _train_network(
         loss_value = accelerator.reduce(loss.detach(), reduction="mean").item()
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.4f}")
-        if accelerator.is_main_process:
-            entry = {"step": step, "loss": loss_value, "lr": schedule.get_last_lr()[0],
-                     "seconds": round(time.perf_counter() - started, 3)}  # fmt: skip
-            with (folder / "log.jsonl").open("a") as handle:
-                handle.write(json.dumps(entry) + "\n")
-            if writer is not None:
-                writer.add_scalar(f"{label}/loss", loss_value, step)
+        accelerator.log({"loss": loss_value, "lr": schedule.get_last_lr()[0],
+                         "seconds": round(time.perf_counter() - started, 3)}, step=step)  # fmt: skip
         if step % settings.checkpoint_every == 0 or step == total:
             save_checkpoint(accelerator, state, folder, step, settings.checkpoints_total_limit)
         if accelerator.is_main_process and (step % settings.validate_every == 0 or step == total):
-            _validate(accelerator.unwrap_model(model), unet, stage, controls, mode, ema, text_encoder, tokenizer,
-                      vae, noise_scheduler, preset, run_dir, dataset, folder / "validation", step)  # fmt: skip
+            with accelerator.autocast():  # the trained network in float32 beside frozen ones in the mixed dtype
+                _validate(accelerator.unwrap_model(model), unet, stage, controls, mode, ema, text_encoder, tokenizer,
+                          vae, noise_scheduler, preset, run_dir, dataset, folder / "validation", step)  # fmt: skip
             if settings.snapshots:
                 _save_weights(accelerator.unwrap_model(model), ema, stage, controls, snapshot_folder(folder, step),
                               pretrained)  # fmt: skip
@@ -259,8 +268,8 @@ def _train_network(
             "parameters": sum(p.numel() for p in accelerator.unwrap_model(model).parameters()),
             "pretrained": str(pretrained) if pretrained else None, "versions": versions(), "hardware": hardware(),
         })  # fmt: skip
-    if writer is not None:
-        writer.close()
+    for tracker in accelerator.trackers:  # not end_training(): it ends the process group the next network needs
+        tracker.finish()
     accelerator.free_memory()
     return TrainResult(folder, tuple(controls), start, total, seconds, loss_value)
 
@@ -279,13 +288,13 @@ def _text_source(run_dir: Path, stage: str, pretrained: str | Path | None) -> Pa
     return Path(pretrained) if pretrained is not None else None
 
 
-def _load_vae(pretrained: Path | None, device: torch.device) -> AutoencoderKL | None:
+def _load_vae(pretrained: Path | None) -> AutoencoderKL | None:
     if pretrained is None:
         return None
     if not (pretrained / "vae").is_dir():
         raise MissingWeightsError(f"{pretrained / 'vae'}: missing; a Stable Diffusion folder has vae/")
     vae = AutoencoderKL.from_pretrained(pretrained / "vae", use_safetensors=True)
-    return vae.requires_grad_(False).eval().to(device)
+    return vae.requires_grad_(False).eval()
 
 
 def noise_scheduler_for(pretrained: Path | None) -> DDPMScheduler:
@@ -311,28 +320,79 @@ def _base_networks(preset: Preset, run_dir: Path, stage: str, pretrained: Path |
     return build_unet(preset.model, preset.control_size, width), noise_scheduler
 
 
-def _loss(model, unet, stage, batch, noise_scheduler, prompt_states, vae, preset, device) -> torch.Tensor:
-    """The denoising loss of one batch (epsilon, v or x0 prediction, as the scheduler is configured)."""
-    images = batch["image"].to(device)
+def denoising_loss(
+    model: torch.nn.Module,
+    unet: UNet2DConditionModel,
+    stage: str,
+    images: torch.Tensor,
+    controls: torch.Tensor | None,
+    states: torch.Tensor | Callable[[], torch.Tensor],
+    noise_scheduler: DDPMScheduler,
+    vae: AutoencoderKL | None,
+) -> torch.Tensor:
+    """The denoising loss of one batch (epsilon, v or x0 prediction, as the scheduler is configured).
+
+    ``images`` ``(b, 1, H, W)`` in [-1, 1] and ``controls`` come in the frozen networks' dtype (the mixed-precision
+    one, as in diffusers' ControlNet script); the trained ``model`` runs under accelerate's autocast, the frozen UNet
+    gets its residuals in its own dtype, and the loss is computed in float32. A callable ``states`` (the prompts'
+    token states) is called after the noise and timesteps are drawn, the order of random draws a resume restores.
+    """
+    dtype = unet.dtype
     if vae is not None:
         with torch.no_grad():
             images = vae.encode(images.expand(-1, 3, -1, -1)).latent_dist.sample() * vae.config.scaling_factor
     noise = torch.randn_like(images)
-    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (images.shape[0],), device=device)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (images.shape[0],), device=images.device)
     noisy = noise_scheduler.add_noise(images, noise, timesteps)
-    states = prompt_states(training_prompts(batch["prompt"], preset.train))
+    states = states() if callable(states) else states
     if stage == "base":
         prediction = model(noisy, timesteps, states).sample
     else:
-        down, mid = model(noisy, timesteps, states, controlnet_cond=batch["controls"].to(device), return_dict=False)
-        prediction = unet(noisy, timesteps, states, down_block_additional_residuals=down,
-                          mid_block_additional_residual=mid).sample  # fmt: skip
+        down, mid = model(noisy, timesteps, states, controlnet_cond=controls, return_dict=False)
+        prediction = unet(noisy.to(dtype), timesteps, states.to(dtype),
+                          down_block_additional_residuals=[sample.to(dtype) for sample in down],
+                          mid_block_additional_residual=mid.to(dtype)).sample  # fmt: skip
     kind = noise_scheduler.config.prediction_type
     if kind == "v_prediction":
         target = noise_scheduler.get_velocity(images, noise, timesteps)
     else:
         target = images if kind == "sample" else noise
     return torch.nn.functional.mse_loss(prediction.float(), target.float())
+
+
+def check_trackers(names: Sequence[str]) -> None:
+    """Each name an accelerate tracker whose package is installed, else a ``ValueError`` / ``ImportError`` saying so."""
+    import accelerate.utils
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+
+    for name in names:
+        if name not in LOGGER_TYPE_TO_CLASS:
+            raise ValueError(f"unknown tracker {name!r}; accelerate's are {sorted(LOGGER_TYPE_TO_CLASS)}")
+        if not getattr(accelerate.utils, f"is_{name}_available")():
+            raise ImportError(f"the {name!r} tracker needs its package (pip install {name})")
+
+
+def weight_dtype(mixed_precision: str) -> torch.dtype:
+    """The dtype of the frozen networks under ``mixed_precision`` (``"no"``, ``"fp16"``, ``"bf16"``)."""
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
+
+
+def make_optimizer(parameters, learning_rate: float, *, eight_bit: bool = False) -> torch.optim.Optimizer:
+    """AdamW (weight decay 1e-2); bitsandbytes' 8-bit AdamW when ``eight_bit`` and it is installed (else a warning)."""
+    if eight_bit:
+        try:
+            import bitsandbytes
+        except ImportError:
+            warnings.warn("adam_8bit: bitsandbytes is not installed (pip install bitsandbytes); using torch's AdamW, "
+                          "whose optimizer state takes 4x the memory", stacklevel=2)  # fmt: skip
+        else:
+            return bitsandbytes.optim.AdamW8bit(parameters, lr=learning_rate, weight_decay=1e-2)
+    return torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=1e-2)
+
+
+def _tracker_run_name(stage: str, controls: Sequence[str], mode: str) -> str:
+    """The trackers' run name: ``base``, ``controlnet-<control>`` or ``controlnet-fused``."""
+    return "base" if stage == "base" else f"controlnet-{FUSED if mode == FUSED else folder_name(controls[0])}"
 
 
 def training_prompts(reports: Sequence[str], settings: TrainSettings) -> list[str]:
@@ -479,14 +539,6 @@ def _truncate_log(path: Path, step: int) -> None:
     write_text_atomic(path, "".join(json.dumps(entry) + "\n" for entry in kept))
 
 
-def _tensorboard(folder: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError as err:
-        raise ImportError("--tensorboard needs the tensorboard package (pip install tensorboard)") from err
-    return SummaryWriter(str(folder / "tensorboard"))
-
-
 def pipeline_from_run(run_dir: str | Path, preset: Preset, *, scheduler: str | None = None) -> RadGazeGenPipeline:
     """The pipeline a run's ``final/`` folders make: base UNet, every trained ControlNet, the control registry."""
     from radgazegen.models.controlnet import load_controlnet
@@ -494,7 +546,6 @@ def pipeline_from_run(run_dir: str | Path, preset: Preset, *, scheduler: str | N
     root = Path(run_dir) / "checkpoints"
     base = root / "base" / "final"
     pretrained = _text_source(Path(run_dir), "controlnet", None)
-    tokenizer, text_encoder = load_text_encoder(pretrained)
     controlnets, fused, fused_controls = {}, None, []
     for folder in sorted((root / "controlnet").glob("*/final")):
         net, names = load_controlnet(folder)
@@ -502,15 +553,16 @@ def pipeline_from_run(run_dir: str | Path, preset: Preset, *, scheduler: str | N
             fused, fused_controls = net, names
         else:
             controlnets[names[0]] = net
-    if pretrained is not None:
-        return RadGazeGenPipeline.from_stable_diffusion(
-            pretrained, load_registry(run_dir), controlnets=controlnets, fused=fused, fused_controls=fused_controls,
-            unet=load_unet(base / "unet"), scheduler=scheduler or preset.sampling.scheduler,
-        )  # fmt: skip
     registry_file = Path(run_dir) / "controls" / "registry.json"
     registry = (
         load_registry(run_dir) if registry_file.is_file() else ControlRegistry(ControlSettings(preset.control_size))
     )
+    if pretrained is not None:
+        return RadGazeGenPipeline.from_stable_diffusion(
+            pretrained, registry, controlnets=controlnets, fused=fused, fused_controls=fused_controls,
+            unet=load_unet(base / "unet"), scheduler=scheduler or preset.sampling.scheduler,
+        )  # fmt: skip
+    tokenizer, text_encoder = load_text_encoder(None)
     pipe = RadGazeGenPipeline.from_components(
         load_unet(base / "unet"), noise_scheduler_for(None), tokenizer, text_encoder, registry, controlnets=controlnets,
         fused=fused, fused_controls=fused_controls, image_size=preset.control_size,
