@@ -35,6 +35,7 @@ benchmark: install
 	$(BIN)/python benchmarks/adherence.py
 	$(BIN)/python benchmarks/bad_input.py
 	$(BIN)/python benchmarks/kill_resume.py
+	$(BIN)/python benchmarks/paper_scale.py
 
 clean:
 	rm -rf _build runs book/chapters

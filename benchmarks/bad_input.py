@@ -239,22 +239,28 @@ def api_cases(phantom: Path, pipe: RadGazeGenPipeline) -> list[Case]:
 
 def pipeline_cases(pipe: RadGazeGenPipeline, root: Path) -> list[Case]:
     saved = pipe.save_pretrained(root / "saved")
-    config = json.loads((saved / "pipeline.json").read_text())
-    no_registry = json.dumps({k: v for k, v in config.items() if k != "registry"})
+    index = json.loads((saved / "model_index.json").read_text())
+    no_unet = json.dumps({k: v for k, v in index.items() if k != "unet"})
     folders = {
-        "invalid pipeline.json": (damaged(saved, root, "p1", lambda d: (d / "pipeline.json").write_text("{x")),
-                                  DataFormatError, "pipeline.json"),
-        "pipeline.json without registry": (damaged(saved, root, "p2", lambda d: (d / "pipeline.json").write_text(
-            no_registry)), DataFormatError, "registry"),
+        "invalid model_index.json": (damaged(saved, root, "p1", lambda d: (d / "model_index.json").write_text("{x")),
+                                     DataFormatError, "model_index.json"),
+        "model_index.json without unet": (damaged(saved, root, "p2", lambda d: (d / "model_index.json").write_text(
+            no_unet)), DataFormatError, "unet"),
         "truncated UNet weights": (damaged(saved, root, "p3", lambda d: truncate(
             d / "unet" / "diffusion_pytorch_model.safetensors")), MissingWeightsError, "diffusion_pytorch_model"),
         "truncated ControlNet weights": (damaged(saved, root, "p4", lambda d: truncate(
-            d / "controlnets" / "canny" / "diffusion_pytorch_model.safetensors")), MissingWeightsError, "canny"),
-        "missing text encoder": (damaged(saved, root, "p5", lambda d: shutil.rmtree(d / "text_encoder")),
-                                 MissingWeightsError, "text_encoder"),
+            d / "controlnet" / "diffusion_pytorch_model.safetensors")), MissingWeightsError, "controlnet"),
+        "missing second ControlNet": (damaged(saved, root, "p5", lambda d: shutil.rmtree(d / "controlnet_1")),
+                                      MissingWeightsError, "controlnet_1"),
+        "changed pipeline code": (damaged(saved, root, "p6", lambda d: (d / "pipeline_radgazegen.py").write_text(
+            "import os\n")), DataFormatError, "pipeline_radgazegen.py"),
     }  # fmt: skip
     cases = [Case(f"from_pretrained: {name}", lambda f=folder: RadGazeGenPipeline.from_pretrained(f), error,
                   names=names) for name, (folder, error, names) in folders.items()]  # fmt: skip
+    from radgazegen.models import authors
+
+    cases.append(Case("the authors' release: a folder without their layout",
+                      lambda: authors.load_release(saved), MissingWeightsError, names="stable_diffusion_v1_5_mimic_15k"))
     from radgazegen.cli import main
 
     run = ["sample", "--preset", "smoke", "--run-dir", str(root / "cli"), "--pipeline", str(saved), "--mode", "multi",
@@ -269,8 +275,8 @@ def pipeline_cases(pipe: RadGazeGenPipeline, root: Path) -> list[Case]:
         return call
 
     cases += [
-        Case("radgazegen sample --pipeline <invalid pipeline.json>",
-             cli([*run[:-2], "--pipeline", str(folders["invalid pipeline.json"][0])], 1)),
+        Case("radgazegen sample --pipeline <invalid model_index.json>",
+             cli([*run[:-2], "--pipeline", str(folders["invalid model_index.json"][0])], 1)),
         Case("radgazegen controls (smoke)", cli(["controls", "--preset", "smoke", "--run-dir", str(root / "cli"),
                                                  "--controls", "canny", "gaze"], 0)),
         Case("radgazegen sample --scale nan", cli([*run, "--scale", "nan"], 1)),

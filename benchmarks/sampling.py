@@ -35,9 +35,10 @@ def build(preset, device: str, dtype: torch.dtype) -> RadGazeGenPipeline:
     controls = list(preset.controls)
     nets = {name: controlnet_from_unet(unet, 1, 1) for name in controls}
     fused = controlnet_from_unet(unet, len(controls), 1)
-    pipe = RadGazeGenPipeline.from_components(unet, noise_scheduler_for(None), tokenizer, text_encoder,
-                              ControlRegistry(ControlSettings(preset.control_size)), controlnets=nets, fused=fused,
-                              fused_controls=controls, max_prompt_tokens=preset.model.max_prompt_tokens)  # fmt: skip
+    pipe = RadGazeGenPipeline.from_components(
+        unet, noise_scheduler_for(None), tokenizer, text_encoder, ControlRegistry(ControlSettings(preset.control_size)),
+        controlnets=nets, fused=fused, fused_controls=controls, max_prompt_tokens=preset.model.max_prompt_tokens,
+    )  # fmt: skip
     pipe.set_scheduler(preset.sampling.scheduler)
     return pipe.to(device, None if dtype == torch.float32 else dtype)
 

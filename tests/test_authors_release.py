@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import PIL.Image
 import pytest
@@ -56,8 +57,8 @@ def test_the_release_gives_the_images_diffusers_gives(release: Path) -> None:
     prompt = "Small right pleural effusion."
     call = authors.release_call("reflacx") | {"num_inference_steps": 4}
     scales = call.pop("control_scales") | {"gaze": 0.5}  # the released 0.001 would hide a wrong gaze channel
-    ours = pipe(prompt, {name: authors.control_image(png, SIZE)[None] for name, png in zip(authors.CONTROLS, pngs)},
-                control_scales=scales, generator=torch.Generator().manual_seed(authors.SEED), output_type="np",
+    given = {name: authors.control_image(png, SIZE)[None] for name, png in zip(authors.CONTROLS, pngs, strict=True)}
+    ours = pipe(prompt, given, control_scales=scales, generator=torch.Generator().manual_seed(authors.SEED), output_type="np",
                 progress=False, **call).images  # fmt: skip
     reference = StableDiffusionControlNetPipeline(
         vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, unet=pipe.unet,
@@ -65,16 +66,12 @@ def test_the_release_gives_the_images_diffusers_gives(release: Path) -> None:
         feature_extractor=None, requires_safety_checker=False,
     )  # fmt: skip
     reference.set_progress_bar_config(disable=True)
-    import cv2
-
     resized = [PIL.Image.fromarray(cv2.resize(np.array(png), (SIZE, SIZE))) for png in pngs]  # their preprocessing
     theirs = reference(prompt, image=resized, controlnet_conditioning_scale=[scales[n] for n in authors.CONTROLS],
                        generator=torch.manual_seed(authors.SEED), output_type="np", **call).images  # fmt: skip
     assert ours.shape == theirs.shape == (1, SIZE, SIZE, 3)
-    print(f"largest difference from diffusers: {np.abs(ours - theirs).max():.2e}")
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
-    without_gaze = pipe(prompt, {name: authors.control_image(png, SIZE)[None] for name, png in zip(authors.CONTROLS, pngs)},
-                        control_scales=scales | {"gaze": 0.0}, generator=torch.Generator().manual_seed(authors.SEED),
+    without_gaze = pipe(prompt, given, control_scales=scales | {"gaze": 0.0}, generator=torch.Generator().manual_seed(authors.SEED),
                         output_type="np", progress=False, **call).images  # fmt: skip
     assert np.abs(without_gaze - ours).max() > 1e-4  # the gaze ControlNet acts
 

@@ -258,10 +258,29 @@ def test_a_folder_in_the_earlier_format_loads_with_a_warning(pipe: RadGazeGenPip
     with pytest.warns(FutureWarning, match="radgazegen export --pipeline"):
         old = RadGazeGenPipeline.from_pretrained(folder)
     assert old.controls_of("multi") == pipe.controls_of("multi") and old.fused_controls == pipe.fused_controls
-    kwargs = {"num_inference_steps": 2, "progress": False, "generator": torch.Generator().manual_seed(1)}
-    np.testing.assert_allclose(old("Normal.", **kwargs).images,
-                               pipe("Normal.", **{**kwargs, "generator": torch.Generator().manual_seed(1)}).images,
-                               atol=1e-6)  # fmt: skip
+    from radgazegen.cli import main
+
+    assert main(["export", "--pipeline", str(folder), "--out", str(tmp_path / "new")]) == 0  # the conversion
+    new = RadGazeGenPipeline.from_pretrained(tmp_path / "new")
+    for other in (old, new):
+        images = other("Normal.", num_inference_steps=2, progress=False, generator=torch.Generator().manual_seed(1))
+        expected = pipe("Normal.", num_inference_steps=2, progress=False, generator=torch.Generator().manual_seed(1))
+        np.testing.assert_allclose(images.images, expected.images, atol=1e-6)
+
+
+def test_training_exports_the_run_pipeline_and_the_cli_exports_it_anywhere(trained_run: Path, tmp_path: Path) -> None:
+    from diffusers import DiffusionPipeline
+
+    from radgazegen.cli import main
+
+    exported = trained_run / "pipeline"
+    assert (exported / "model_index.json").is_file()  # written at the end of training
+    assert main(["export", "--preset", "smoke", "--run-dir", str(trained_run), "--out", str(tmp_path / "out")]) == 0
+    loaded = DiffusionPipeline.from_pretrained(tmp_path / "out", trust_remote_code=True)
+    assert loaded.controls_of("multi") == RadGazeGenPipeline.from_pretrained(exported).controls_of("multi")
+    assert main(["export", "--preset", "smoke", "--run-dir", str(tmp_path / "untrained"), "--out",
+                 str(tmp_path / "none")]) == 1  # fmt: skip
+    assert not (tmp_path / "none").exists()
 
 
 @pytest.mark.parametrize("scheduler", ["ddim", "dpm"])
