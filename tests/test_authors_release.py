@@ -119,3 +119,17 @@ def test_cli_samples_a_split_with_the_release(release: Path, tmp_path: Path) -> 
     assert written and load_image(written[0], require_contrast=False)[0].shape == (SIZE, SIZE)
     assert main(["sample", "--preset", "smoke", "--run-dir", str(tmp_path / "run"), "--release",
                  str(tmp_path / "nowhere")]) == 1  # fmt: skip
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="model CPU offload moves networks to a GPU")
+def test_model_cpu_offload_gives_the_images_of_the_pipeline_on_the_gpu(release: Path) -> None:
+    given = {name: authors.control_image(png, SIZE)[None] for name, png in zip(authors.CONTROLS, _control_pngs(),
+                                                                                strict=True)}  # fmt: skip
+    kwargs = {"num_inference_steps": 3, "output_type": "np", "progress": False}
+    on_gpu = authors.load_release(release).to("cuda")
+    expected = on_gpu("Normal chest.", given, generator=torch.Generator().manual_seed(0), **kwargs).images
+    offloaded = authors.load_release(release)
+    offloaded.enable_model_cpu_offload()
+    images = offloaded("Normal chest.", given, generator=torch.Generator().manual_seed(0), **kwargs).images
+    np.testing.assert_allclose(images, expected, atol=1e-4)
+    assert offloaded.unet.device.type == "cpu"  # moved back after the call

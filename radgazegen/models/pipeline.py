@@ -119,6 +119,8 @@ class RadGazeGenPipeline(DiffusionPipeline):
         super().__init__()
         if isinstance(controlnet, ControlNetModel | list | tuple):
             controlnet = MultiControlNetModel([controlnet] if isinstance(controlnet, ControlNetModel) else controlnet)
+        for named in (controls, fused_controls):  # known controls, none twice in a mode
+            check_names(named)
         nets = len(controlnet.nets) if controlnet is not None else 0
         if nets != len(controls):
             raise ValueError(f"{nets} ControlNets but {len(controls)} controls were named ({list(controls)})")
@@ -321,7 +323,7 @@ class RadGazeGenPipeline(DiffusionPipeline):
         mode = mode or (self.modes[0] if controls and self.modes else "multi")
         conditioning = self._check_controls(controls, mode, n)
         self._check_per_control(control_scales, control_guidance_start, control_guidance_end, mode, num_inference_steps)
-        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
         latents = self._initial_latents(n, latents, generator)
         steps = len(self.scheduler.timesteps)
         bar = {**getattr(self, "_progress_bar_config", {}), **({} if progress else {"disable": True})}
@@ -351,7 +353,7 @@ class RadGazeGenPipeline(DiffusionPipeline):
     def encode(self, prompts: Sequence[str]) -> torch.Tensor:
         """Token states of ``prompts`` on the pipeline's device and dtype."""
         states = encode_prompts(self.tokenizer, self.text_encoder, prompts, self.max_prompt_tokens)
-        return states.to(self.device, self.dtype)
+        return states.to(self._execution_device, self.dtype)
 
     def _prompt_states(self, prompt, prompt_embeds, negative, negative_embeds, per_prompt: int, guided: bool
                        ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
@@ -375,7 +377,9 @@ class RadGazeGenPipeline(DiffusionPipeline):
                              f"got {_shape(negative_embeds)}")  # fmt: skip
 
         def repeat(states):
-            return None if states is None else states.to(self.device, self.dtype).repeat_interleave(per_prompt, dim=0)
+            if states is None:
+                return None
+            return states.to(self._execution_device, self.dtype).repeat_interleave(per_prompt, dim=0)
 
         return repeat(prompt_embeds), repeat(negative_embeds)
 
@@ -395,7 +399,7 @@ class RadGazeGenPipeline(DiffusionPipeline):
             latents = _initial_noise(shape, generator)
         elif not torch.is_tensor(latents) or tuple(latents.shape) != shape:
             raise ValueError(f"latents must be a tensor of shape {shape}, got {_shape(latents)}")
-        return (latents.to(self.device) * self.scheduler.init_noise_sigma).to(self.dtype)
+        return (latents.to(self._execution_device) * self.scheduler.init_noise_sigma).to(self.dtype)
 
     def _check_controls(self, controls: dict, mode: str, n: int) -> dict[str, torch.Tensor]:
         """Validate the given maps; returns ``{name: (n, channels, H, W) tensor}`` on the pipeline's device."""
@@ -425,7 +429,7 @@ class RadGazeGenPipeline(DiffusionPipeline):
             if not torch.isfinite(array).all() or array.min() < -1e-6 or array.max() > 1 + 1e-6:
                 raise ControlError(f"control {name!r} must be finite and in [0, 1] (normalised as in training: "
                                    f"registry.normalise); got range [{array.min():.3g}, {array.max():.3g}]")  # fmt: skip
-            checked[name] = array.expand(n, channels, size, size).to(self.device, self.dtype)
+            checked[name] = array.expand(n, channels, size, size).to(self._execution_device, self.dtype)
         return checked
 
     def _check_per_control(self, scales: PerControl, starts: PerControl, ends: PerControl, mode: str, steps: int

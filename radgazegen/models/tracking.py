@@ -25,11 +25,13 @@ class StepLogTracker(GeneralTracker):
 
     @property
     def tracker(self) -> Path:
+        """The log file (accelerate's handle on a tracker's run)."""
         return self.path
 
     def store_init_configuration(self, values: dict) -> None:
         """The run's settings are in the run manifest; nothing to store here."""
 
     def log(self, values: dict, step: int | None = None, **kwargs) -> None:
+        """Append one line: the step, then ``values`` (loss, learning rate, seconds)."""
         with self.path.open("a") as handle:
             handle.write(json.dumps({"step": step, **values}) + "\n")

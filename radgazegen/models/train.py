@@ -226,7 +226,7 @@ def _train_network(
     step, loss_value, started = start, float("nan"), time.perf_counter()
     for batch in loader:
         with accelerator.accumulate(model):
-            loss = denoising_loss(model, unet, stage, batch["image"].to(device, dtype),
+            loss = denoising_loss(model, unet, stage, batch["image"].to(device, dtype if vae else torch.float32),
                                   batch["controls"].to(device, dtype) if stage == "controlnet" else None,
                                   lambda reports=batch["prompt"]: prompt_states(training_prompts(reports, preset.train)),
                                   noise_scheduler, vae)  # fmt: skip
@@ -332,8 +332,8 @@ def denoising_loss(
 ) -> torch.Tensor:
     """The denoising loss of one batch (epsilon, v or x0 prediction, as the scheduler is configured).
 
-    ``images`` ``(b, 1, H, W)`` in [-1, 1] and ``controls`` come in the frozen networks' dtype (the mixed-precision
-    one, as in diffusers' ControlNet script); the trained ``model`` runs under accelerate's autocast, the frozen UNet
+    ``images`` ``(b, 1, H, W)`` in [-1, 1] (in the VAE's dtype when it encodes them) and ``controls`` come in the frozen
+    networks' dtype (the mixed-precision one, as in diffusers' ControlNet script); the trained ``model`` runs under accelerate's autocast, the frozen UNet
     gets its residuals in its own dtype, and the loss is computed in float32. A callable ``states`` (the prompts'
     token states) is called after the noise and timesteps are drawn, the order of random draws a resume restores.
     """
