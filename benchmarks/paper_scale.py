@@ -14,7 +14,7 @@ its own so that peak memory is its alone:
 On a GPU it runs at full size (512 px, batch 4, 50 sampling steps); on a CPU one training step and two sampling
 steps at a reduced size prove the path.
 
-    python benchmarks/paper_scale.py [--device auto] [--size 512] [--batch 4] [--train-steps 5] [--sample-steps 50]
+    python benchmarks/paper_scale.py [--device auto] [--size 512] [--batch 4] [--train-steps 6] [--sample-steps 50]
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, help="training batch (default 4 on a GPU, 1 on a CPU)")
     parser.add_argument("--train-steps", type=int, help="timed training steps (default 6 on a GPU, 1 on a CPU)")
     parser.add_argument("--sample-steps", type=int, help="UniPC steps (default 50 on a GPU, 2 on a CPU)")
-    parser.add_argument("--images", type=int, default=1, help="images timed per pipeline")
+    parser.add_argument("--images", type=int, help="images timed per pipeline (default 4 on a GPU, 3 on a CPU)")
     parser.add_argument("--part", choices=("train-float32", "train-mixed", "sample"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -204,15 +204,16 @@ def main() -> None:
     batch = args.batch or (4 if gpu else 1)
     train_steps = args.train_steps or (6 if gpu else 1)
     sample_steps = args.sample_steps or (50 if gpu else 2)
+    images = args.images or (4 if gpu else 3)
     if args.part:
         if args.part == "sample":
-            found = sample_part(device, size, args.images, sample_steps)
+            found = sample_part(device, size, images, sample_steps)
         else:
             found = train_part(device, args.part.removeprefix("train-"), size, batch, train_steps)
         print(json.dumps(found))
         return
     options = {"device": device, "size": size, "batch": batch, "train_steps": train_steps,
-               "sample_steps": sample_steps, "images": args.images}  # fmt: skip
+               "sample_steps": sample_steps, "images": images}  # fmt: skip
     before = child("train-float32", **options)
     after = child("train-mixed", **options)
     sampling = child("sample", **options)
