@@ -11,30 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, SchedulerMixin
+from diffusers import AutoencoderKL
 
 from radgazegen.controls.registry import ControlRegistry
-from radgazegen.errors import DataFormatError, MissingWeightsError, loading
+from radgazegen.errors import DataFormatError, loading
 from radgazegen.io import read_json
 from radgazegen.models.controlnet import FUSED, folder_name, load_controlnet, load_unet
+from radgazegen.models.pipeline import load_scheduler
 from radgazegen.models.text import load_text_encoder
 
 LEGACY_FILE = "pipeline.json"
-
-
-def load_scheduler(folder: Path, name: str | None) -> SchedulerMixin:
-    """The scheduler saved in ``folder``: as ``name`` (see ``SCHEDULERS``) built from its configuration, or its own class."""
-    from radgazegen.models.pipeline import _scheduler
-
-    path = folder / "scheduler_config.json"
-    if not path.is_file():
-        raise MissingWeightsError(f"{folder}: missing scheduler_config.json")
-    config = read_json(path)
-    if name is not None:
-        return _scheduler(name, config)
-    import diffusers
-
-    return getattr(diffusers, config["_class_name"]).from_config(config)
 
 
 def load_legacy(cls: type, folder: Path, dtype: torch.dtype | None = None):

@@ -552,7 +552,6 @@ class RadGazeGenPipeline(DiffusionPipeline):
         ``unet`` replaces the folder's (e.g. a fine-tuned one); ``controlnets`` / ``fused`` add ControlNets.
         """
         from radgazegen.models.controlnet import load_unet
-        from radgazegen.models.legacy import load_scheduler
 
         folder = Path(folder)
         for sub in ("unet", "vae", "scheduler"):
@@ -676,3 +675,17 @@ def _scheduler(name: str, config) -> SchedulerMixin:
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
     return SCHEDULERS[name].from_config(config)
+
+
+def load_scheduler(folder: Path, name: str | None) -> SchedulerMixin:
+    """The scheduler saved in ``folder``: ``name`` (see :data:`SCHEDULERS`) built from its configuration, or its own
+    class when ``name`` is ``None``."""
+    path = folder / "scheduler_config.json"
+    if not path.is_file():
+        raise MissingWeightsError(f"{folder}: missing scheduler_config.json")
+    config = read_json(path, required=("_class_name",))
+    if name is not None:
+        return _scheduler(name, config)
+    import diffusers
+
+    return getattr(diffusers, config["_class_name"]).from_config(config)
