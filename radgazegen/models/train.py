@@ -183,13 +183,13 @@ def _train_network(
     text_encoder.to(device, dtype)
     vae = _load_vae(pretrained)
     if vae is not None:
-        vae.to(device, dtype)
+        _cast(vae, device, dtype)
     unet, noise_scheduler = _base_networks(preset, run_dir, stage, pretrained, text_width(text_encoder))
     if stage == "base":
         model = unet.to(device)
     else:
         model = controlnet_from_unet(unet, len(controls), 2 ** (len(vae.config.block_out_channels) - 1) if vae else 1)
-        unet.requires_grad_(False).eval().to(device, dtype)  # frozen: in the mixed-precision dtype, after the copy
+        _cast(unet.requires_grad_(False).eval(), device, dtype)  # frozen: in the mixed-precision dtype, after the copy
     if settings.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     model.train()
@@ -370,6 +370,11 @@ def check_trackers(names: Sequence[str]) -> None:
             raise ValueError(f"unknown tracker {name!r}; accelerate's are {sorted(LOGGER_TYPE_TO_CLASS)}")
         if not getattr(accelerate.utils, f"is_{name}_available")():
             raise ImportError(f"the {name!r} tracker needs its package (pip install {name})")
+
+
+def _cast(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """``module`` moved and cast by torch's ``Module.to`` (diffusers' own ``to`` logs a warning for every dtype)."""
+    return torch.nn.Module.to(module, device=device, dtype=dtype)
 
 
 def weight_dtype(mixed_precision: str) -> torch.dtype:
