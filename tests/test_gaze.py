@@ -22,8 +22,8 @@ from radgazegen.controls.gaze import (
     window_weights,
 )
 from radgazegen.controls.gaze_reference import per_fixation_heatmap
-from radgazegen.controls.resample import area_matrix, area_resample
 from radgazegen.data.reflacx import SHOWN_RECT_COLUMNS, DroppedFixationsWarning
+from radgazegen.data.resample import area_matrix, area_resample
 
 
 def random_fixations(rng: np.random.Generator, shape: tuple[int, int], count: int = 40) -> pd.DataFrame:

@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from radgazegen.controls.registry import ControlRegistry, ControlSettings
-from radgazegen.data.dataset import StepBatches
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.errors import ControlError, MissingWeightsError
+from radgazegen.models.checkpoint import find_checkpoint
 from radgazegen.models.controlnet import controlnet_from_unet, load_unet
+from radgazegen.models.dataset import StepBatches
 from radgazegen.models.pipeline import RadGazeGenPipeline
 from radgazegen.models.sampling import sample_batch
-from radgazegen.models.checkpoint import find_checkpoint
 from radgazegen.models.train import pipeline_from_run, read_log, train
 from radgazegen.presets import get_preset
 

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from synthetic import disks
 
 from radgazegen.errors import DataFormatError, MissingWeightsError
 from radgazegen.evaluation.segmenter import FindingSegmenter, train_segmenter
-from synthetic import disks
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -17,13 +17,13 @@ import torch
 from synthetic import phantom_study
 
 from radgazegen.data.reflacx import ReflacxDataset
+from radgazegen.errors import ChecksumError
 from radgazegen.evaluation import bank
 from radgazegen.evaluation.curves import adherence_beside, training_curves, with_controlnet
 from radgazegen.evaluation.study import Study
+from radgazegen.models.shipped import export, load_shipped, verify
 from radgazegen.models.train import pipeline_from_run, snapshots
 from radgazegen.presets import get_preset
-from radgazegen.errors import ChecksumError
-from radgazegen.models.shipped import export, load_shipped, verify
 
 SMOKE = get_preset("smoke")
 SNAPSHOTS = dataclasses.replace(SMOKE, train=dataclasses.replace(SMOKE.train, snapshots=True, validate_every=2),

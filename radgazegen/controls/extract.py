@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from radgazegen.controls.gaze_stats import keywords_for
 from radgazegen.controls.lungs import lung_mask
 from radgazegen.controls.registry import (
     ControlInputs,
@@ -30,7 +31,6 @@ from radgazegen.controls.registry import (
     is_scaled,
     raw_controls,
 )
-from radgazegen.controls.gaze_stats import keywords_for
 from radgazegen.data.reflacx import DroppedFixationsWarning, ReflacxCase, ReflacxDataset
 from radgazegen.io import atomic_path, read_json, remove_leftovers, write_json_atomic
 

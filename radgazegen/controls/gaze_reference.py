@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from radgazegen.controls.resample import area_resample
+from radgazegen.data.resample import area_resample
 
 
 def per_fixation_heatmap(

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from radgazegen.controls.gaze import fixation_heatmap, finding_heatmaps
+from radgazegen.controls.gaze import finding_heatmaps, fixation_heatmap
 from radgazegen.data.reflacx import DroppedFixationsWarning, ReflacxCase, ReflacxDataset
 
 #: Words that name a REFLACX label in a report (labels not listed use their own last word).

@@ -38,9 +38,9 @@ import torch
 
 from radgazegen.controls import edges
 from radgazegen.controls.gaze import finding_heatmaps, fixation_heatmap
-from radgazegen.controls.resample import area_resample
 from radgazegen.controls.texture import texture_maps
 from radgazegen.controls.texture_names import expand_features
+from radgazegen.data.resample import area_resample
 
 FILTERS = ("canny", "sobel", "log")
 """The paper's Rad-CN filter controls (with ``lungs``)."""

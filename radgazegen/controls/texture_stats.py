@@ -10,11 +10,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from radgazegen.controls.resample import area_resample
 from radgazegen.controls.texture import texture_maps
-from radgazegen.data.phantom.truth import read_findings
 from radgazegen.data.images import load_mask
+from radgazegen.data.phantom.truth import read_findings
 from radgazegen.data.reflacx import ReflacxDataset
+from radgazegen.data.resample import area_resample
 
 HEALTHY = "healthy lung"
 MIN_VOXELS = 4

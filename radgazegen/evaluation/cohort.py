@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from radgazegen.controls.resample import area_resample
-from radgazegen.data.dataset import GeneratorDataset
+from radgazegen.data.image_cache import cached_image
 from radgazegen.data.images import load_image
 from radgazegen.data.phantom import ensure_phantom
 from radgazegen.data.reflacx import ReflacxCase, ReflacxDataset
+from radgazegen.data.resample import area_resample
 from radgazegen.presets import Preset
 
 PHASE12_TO_3 = {
@@ -96,8 +96,7 @@ def reflacx_cohort(
     cases = [case for case in dataset if splits is None or case.split in splits]
     if not cases:
         raise ValueError(f"{dataset.root}: no readings in split {split!r}")
-    cache = GeneratorDataset(dataset, run_dir, controls=[], size=size, split=None)
-    images = np.stack([cache.image(case) for case in tqdm(cases, desc="images", unit="img", disable=not progress)])
+    images = np.stack([cached_image(case, run_dir, size) for case in tqdm(cases, desc="images", unit="img", disable=not progress)])
     labels, classes = label_matrix([reading_findings(case) for case in cases], classes)
     return Cohort([c.id for c in cases], images.astype(np.float32), labels, classes, [c.transcription() for c in cases])
 

@@ -238,10 +238,9 @@ def frd_v1_features(images: np.ndarray | Sequence[np.ndarray], *, num_workers: i
     import tempfile
 
     from frd_score.frd import compute_features, get_feature_extractor
+    from radiomics import setVerbosity
 
     from radgazegen.data.images import save_png16
-
-    from radiomics import setVerbosity
 
     with tempfile.TemporaryDirectory(prefix="frd-v1-") as folder:
         files = []

@@ -17,7 +17,7 @@ from radgazegen.controls.registry import ControlRegistry
 from radgazegen.errors import DataFormatError, loading
 from radgazegen.io import read_json
 from radgazegen.models.controlnet import FUSED, folder_name, load_controlnet, load_unet
-from radgazegen.models.pipeline import load_scheduler
+from radgazegen.models.schedulers import load_scheduler
 from radgazegen.models.text import load_text_encoder
 
 LEGACY_FILE = "pipeline.json"

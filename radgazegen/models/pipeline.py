@@ -39,12 +39,9 @@ import torch
 from diffusers import (
     AutoencoderKL,
     ControlNetModel,
-    DDIMScheduler,
     DiffusionPipeline,
-    DPMSolverMultistepScheduler,
     SchedulerMixin,
     UNet2DConditionModel,
-    UniPCMultistepScheduler,
 )
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
@@ -57,13 +54,9 @@ from radgazegen.controls.registry import ControlInputs, ControlRegistry, Control
 from radgazegen.errors import ControlError, DataFormatError, MissingWeightsError, loading
 from radgazegen.io import atomic_dir, read_json
 from radgazegen.models.controlnet import FUSED
+from radgazegen.models.schedulers import load_scheduler, scheduler_named
 from radgazegen.models.text import PACKAGED_MINILM, encode_prompts, is_packaged_minilm, load_text_encoder
 
-SCHEDULERS: dict[str, type[SchedulerMixin]] = {
-    "unipc": UniPCMultistepScheduler,  # the paper's sampler
-    "ddim": DDIMScheduler,
-    "dpm": DPMSolverMultistepScheduler,
-}
 PAPER_NEGATIVE_PROMPT = "monochrome, lowres, bad anatomy, worst quality, low quality"
 PAPER_SCALES: dict[str, dict[str, float]] = {
     # the authors' released inference scripts: Rad-CN (canny, sobel, LoG, lungs) then HVA-CN (gaze)
@@ -246,7 +239,7 @@ class RadGazeGenPipeline(DiffusionPipeline):
 
     def set_scheduler(self, name: str) -> None:
         """Switch the sampler: ``"unipc"`` (default, the paper's), ``"ddim"`` or ``"dpm"`` (DPM-Solver++)."""
-        self.scheduler = _scheduler(name, self.scheduler.config)
+        self.scheduler = scheduler_named(name, self.scheduler.config)
 
     def control_maps(
         self, names: Sequence[str], image: np.ndarray, fixations=None, lungs=None
@@ -511,7 +504,7 @@ class RadGazeGenPipeline(DiffusionPipeline):
     ) -> RadGazeGenPipeline:
         """Load a folder written by :meth:`save_pretrained` (local folders only; errors name the file).
 
-        ``scheduler``: a name in :data:`SCHEDULERS` (built from the saved scheduler's configuration) or a
+        ``scheduler``: a name in :data:`~radgazegen.models.schedulers.SCHEDULERS` (built from the saved scheduler's configuration) or a
         scheduler; ``None`` keeps the saved one. ``dtype`` is the weights' dtype. A folder in the earlier
         ``pipeline.json`` format loads through :func:`radgazegen.models.legacy.load_legacy` with a warning.
         """
@@ -669,23 +662,3 @@ def _keep(index: int, steps: int, start: float, end: float) -> float:
 
 def _value(values: PerControl, name: str, default: float) -> float:
     return float(values.get(name, default)) if isinstance(values, Mapping) else float(values)
-
-
-def _scheduler(name: str, config) -> SchedulerMixin:
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
-    return SCHEDULERS[name].from_config(config)
-
-
-def load_scheduler(folder: Path, name: str | None) -> SchedulerMixin:
-    """The scheduler saved in ``folder``: ``name`` (see :data:`SCHEDULERS`) built from its configuration, or its own
-    class when ``name`` is ``None``."""
-    path = folder / "scheduler_config.json"
-    if not path.is_file():
-        raise MissingWeightsError(f"{folder}: missing scheduler_config.json")
-    config = read_json(path, required=("_class_name",))
-    if name is not None:
-        return _scheduler(name, config)
-    import diffusers
-
-    return getattr(diffusers, config["_class_name"]).from_config(config)

@@ -45,7 +45,6 @@ from tqdm.auto import tqdm
 
 from radgazegen.controls.extract import extract_controls, load_controls, load_registry
 from radgazegen.controls.registry import ControlRegistry, ControlSettings, check_names
-from radgazegen.data.dataset import GeneratorDataset, StepBatches, collate
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.data.reports import strip_locations
 from radgazegen.errors import DataFormatError, MissingWeightsError
@@ -60,6 +59,7 @@ from radgazegen.models.controlnet import (
     load_unet,
     save_controlnet,
 )
+from radgazegen.models.dataset import GeneratorDataset, StepBatches, collate
 from radgazegen.models.pipeline import RadGazeGenPipeline
 from radgazegen.models.text import PromptCache, load_text_encoder, text_width
 from radgazegen.models.tracking import StepLogTracker

@@ -1,6 +1,6 @@
 """The phantom's ground truth at a working size: finding and lung masks per reading.
 
-Masks are area-resampled to ``size`` x ``size`` exactly as :class:`radgazegen.data.dataset.GeneratorDataset`
+Masks are area-resampled to ``size`` x ``size`` exactly as :func:`radgazegen.data.image_cache.cached_image`
 resamples the images (so they stay aligned) and thresholded: a cell is inside when at least half of it is.
 """
 
@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from radgazegen.controls.resample import area_resample
 from radgazegen.data.images import load_mask
 from radgazegen.data.reflacx import ReflacxDataset, inside_dataset
+from radgazegen.data.resample import area_resample
 from radgazegen.data.tables import ColumnKind, raise_at_first, read_table
 from radgazegen.errors import DataFormatError, check_shape
 

@@ -26,17 +26,17 @@ from tqdm.auto import tqdm
 
 from radgazegen import __version__
 from radgazegen.data.images import save_mask_png, save_png16
-from radgazegen.io import atomic_dir, read_json
 from radgazegen.data.phantom.anatomy import Anatomy, AnatomyParams, finish, render_anatomy
 from radgazegen.data.phantom.findings import (
     FINDINGS_BY_NAME,
-    FindingType,
     Finding,
+    FindingType,
     render_finding,
     sample_finding_types,
 )
 from radgazegen.data.phantom.reading import Sentence, compose_report, simulate_reading
 from radgazegen.data.reflacx import LABELS, METADATA_COLUMNS, OTHER_COLUMN, PRESENCE_LABELS
+from radgazegen.io import atomic_dir, read_json
 
 DEFAULT_SIZE = (576, 480)
 PHASE_SHARES = (0.2, 0.3, 0.5)  # readings per REFLACX phase

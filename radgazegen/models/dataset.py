@@ -9,17 +9,15 @@ import numpy as np
 import torch
 
 from radgazegen.controls.extract import load_controls, load_registry
-from radgazegen.controls.resample import area_resample
-from radgazegen.data.reflacx import ReflacxCase, ReflacxDataset
-from radgazegen.io import atomic_path
+from radgazegen.data.image_cache import cached_image
+from radgazegen.data.reflacx import ReflacxDataset
 
 
 class GeneratorDataset(torch.utils.data.Dataset):
     """Cases of one split as ``{"image": (1, S, S) in [-1, 1], "prompt": str, "controls": (C, S, S) in [0, 1]}``.
 
-    Images are area-resampled to ``size`` x ``size`` exactly as the control maps were, so that both
-    stay aligned, and cached as ``<run_dir>/images/<size>/<case>.npy`` (decoding a full radiograph
-    every step would cost more than a small model's training step); controls come from
+    Images come from :func:`~radgazegen.data.image_cache.cached_image` (area-resampled as the control maps were,
+    cached in the run); controls come from
     ``<run_dir>/controls`` (extracted with :func:`radgazegen.controls.extract.extract_controls`),
     normalised by the saved registry.
     """
@@ -46,23 +44,12 @@ class GeneratorDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         case = self.cases[index]
-        small = self.image(case)
+        small = cached_image(case, self.run_dir, self.size)
         item = {"image": torch.from_numpy(small[None] * 2 - 1), "prompt": case.transcription()}
         maps = load_controls(self.run_dir, case.id, self.controls, self.registry) if self.controls else {}
         item["controls"] = torch.from_numpy(np.stack([maps[name] for name in self.controls]) if maps
                                             else np.zeros((0, self.size, self.size), np.float32))  # fmt: skip
         return item
-
-    def image(self, case: ReflacxCase) -> np.ndarray:
-        """The case's image at the generator's size, float32 in [0, 1] (cached on disk)."""
-        path = self.run_dir / "images" / str(self.size) / f"{case.id}.npy"
-        if path.is_file():
-            return np.load(path)
-        image = case.load_image()
-        small = area_resample(np.asarray(image, dtype=np.float64), (self.size, self.size), mean=True).astype(np.float32)
-        with atomic_path(path) as tmp, tmp.open("wb") as handle:
-            np.save(handle, small)
-        return small
 
 
 class StepBatches(torch.utils.data.Sampler[list[int]]):
