@@ -45,7 +45,8 @@ from radgazegen.data.reflacx import (
 from radgazegen.errors import ControlError, DataFormatError, MissingWeightsError
 from radgazegen.models.checkpoint import CheckpointWarning
 from radgazegen.models.pipeline import RadGazeGenPipeline
-from radgazegen.models.train import pipeline_from_run, read_log, train
+from radgazegen.models.assembly import pipeline_from_run
+from radgazegen.models.train import read_log, train
 from radgazegen.presets import get_preset
 
 SMOKE = get_preset("smoke")

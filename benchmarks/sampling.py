@@ -22,7 +22,7 @@ from radgazegen.controls.registry import ControlRegistry, ControlSettings
 from radgazegen.models.controlnet import build_unet, controlnet_from_unet
 from radgazegen.models.pipeline import RadGazeGenPipeline
 from radgazegen.models.text import load_text_encoder, text_width
-from radgazegen.models.train import noise_scheduler_for
+from radgazegen.models.assembly import noise_scheduler_for
 from radgazegen.presets import PRESETS, get_preset
 
 PROMPT = "There is a large left pleural effusion. The lungs are otherwise clear."

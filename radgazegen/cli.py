@@ -210,7 +210,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from radgazegen.models.shipped import convert
-    from radgazegen.models.train import export_run
+    from radgazegen.models.assembly import export_run
     from radgazegen.runs import run_dir_for
 
     if args.pipeline:

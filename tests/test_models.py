@@ -21,7 +21,8 @@ from radgazegen.models.controlnet import controlnet_from_unet, load_unet
 from radgazegen.models.dataset import StepBatches
 from radgazegen.models.pipeline import RadGazeGenPipeline
 from radgazegen.models.sampling import sample_batch
-from radgazegen.models.train import pipeline_from_run, read_log, train
+from radgazegen.models.assembly import pipeline_from_run
+from radgazegen.models.train import read_log, train
 from radgazegen.presets import get_preset
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -22,7 +22,8 @@ from radgazegen.evaluation import bank
 from radgazegen.evaluation.curves import adherence_beside, training_curves, with_controlnet
 from radgazegen.evaluation.study import Study
 from radgazegen.models.shipped import export, load_shipped, verify
-from radgazegen.models.train import pipeline_from_run, snapshots
+from radgazegen.models.assembly import pipeline_from_run
+from radgazegen.models.train import snapshots
 from radgazegen.presets import get_preset
 
 SMOKE = get_preset("smoke")

@@ -14,7 +14,8 @@ from radgazegen.evaluation import bank
 from radgazegen.evaluation.cohort import Cohort, label_matrix, reading_findings, reflacx_cohort
 from radgazegen.evaluation.results import results_tables, write_results_tables
 from radgazegen.evaluation.stats import bootstrap
-from radgazegen.models.train import pipeline_from_run, train
+from radgazegen.models.assembly import pipeline_from_run
+from radgazegen.models.train import train
 from radgazegen.presets import get_preset
 
 SMOKE = get_preset("smoke")

@@ -35,7 +35,8 @@ from radgazegen.models.controlnet import folder_name, load_controlnet, load_unet
 from radgazegen.models.pipeline import RadGazeGenPipeline
 from radgazegen.models.sampling import TEXT_ONLY
 from radgazegen.models.text import encode_prompts
-from radgazegen.models.train import noise_scheduler_for, snapshots
+from radgazegen.models.assembly import noise_scheduler_for
+from radgazegen.models.train import snapshots
 
 NOISE_LEVELS = 10
 CURVE_METRICS = {"canny": ("f1",), "lungs": ("dice",), "texture": ("mae",),

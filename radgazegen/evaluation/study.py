@@ -240,7 +240,7 @@ class Study:
 def _saved_folder(pipe, run_dir: Path) -> Path | None:
     """The saved pipeline folder ``pipe`` was loaded from, or ``None`` when it is the run's own networks (as they are,
     or as training exported them to ``<run_dir>/pipeline``)."""
-    from radgazegen.models.train import RUN_PIPELINE
+    from radgazegen.models.assembly import RUN_PIPELINE
 
     own = (Path(run_dir).resolve(), (Path(run_dir) / RUN_PIPELINE).resolve())
     return None if pipe.source is None or Path(pipe.source).resolve() in own else Path(pipe.source)

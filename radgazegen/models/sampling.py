@@ -29,7 +29,7 @@ def load_pipeline(
     fp16 on CUDA when the preset trains in fp16.
     """
     from radgazegen.models.shipped import MANIFEST, load_shipped, pipeline_folder
-    from radgazegen.models.train import RUN_PIPELINE, export_run
+    from radgazegen.models.assembly import RUN_PIPELINE, export_run
 
     folder = pipeline_folder(preset, pipeline)
     if folder is None:

@@ -23,7 +23,8 @@ import torch
 from radgazegen.errors import ChecksumError, MissingWeightsError
 from radgazegen.io import atomic_dir, file_digests, read_json, verify_digests, write_json_atomic
 from radgazegen.models.pipeline import RadGazeGenPipeline
-from radgazegen.models.train import pipeline_from_run, read_log, training_seconds
+from radgazegen.models.assembly import pipeline_from_run
+from radgazegen.models.train import read_log, training_seconds
 from radgazegen.presets import Preset
 from radgazegen.runs import hardware, read_manifest, versions
 

@@ -48,7 +48,8 @@ from radgazegen.controls.registry import ControlRegistry, ControlSettings, check
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.data.reports import strip_locations
 from radgazegen.errors import DataFormatError, MissingWeightsError
-from radgazegen.io import atomic_dir, atomic_path, read_json, remove_leftovers, write_json_atomic, write_text_atomic
+from radgazegen.io import atomic_dir, atomic_path, remove_leftovers, write_json_atomic, write_text_atomic
+from radgazegen.models.assembly import TRAINING_FILE, base_text_source, export_run, noise_scheduler_for
 from radgazegen.models.checkpoint import TrainingState, find_checkpoint, load_checkpoint, save_checkpoint
 from radgazegen.models.controlnet import (
     CONTROL_MODES,
@@ -68,8 +69,6 @@ from radgazegen.runs import hardware, read_manifest, record, versions
 
 STAGES = ("base", "controlnet")
 VALIDATION_IMAGES = 4
-RUN_PIPELINE = "pipeline"  # <run_dir>/pipeline: the run's networks as a saved RadGazeGenPipeline
-TRAINING_FILE = "training.json"  # in base/final: how the base was built (the text encoder's source)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,12 +133,6 @@ def train(
     if PartialState().is_main_process:
         export_run(run_dir, preset)
     return results
-
-
-def export_run(run_dir: str | Path, preset: Preset, out: str | Path | None = None) -> Path:
-    """Save the pipeline a run's trained networks make (:func:`pipeline_from_run`) to ``out``
-    (default ``<run_dir>/pipeline``, which training rewrites at its end); returns the folder."""
-    return pipeline_from_run(run_dir, preset).save_pretrained(Path(out) if out else Path(run_dir) / RUN_PIPELINE)
 
 
 def _train_network(
@@ -277,12 +270,7 @@ def _train_network(
 def _text_source(run_dir: Path, stage: str, pretrained: str | Path | None) -> Path | None:
     """The Stable Diffusion folder the text encoder (and VAE) come from; the ControlNet stage follows the base."""
     if stage == "controlnet":
-        info = Path(run_dir) / "checkpoints" / "base" / "final" / TRAINING_FILE
-        if not info.is_file():
-            raise MissingWeightsError(f"{info.parent}: no trained base model (missing {TRAINING_FILE}); "
-                                      "run `radgazegen train --stage base` first")  # fmt: skip
-        source = read_json(info, required=("pretrained",))["pretrained"]
-        return Path(source) if source else None
+        return base_text_source(run_dir)
     if pretrained is not None and not Path(pretrained).is_dir():
         raise MissingWeightsError(f"{pretrained}: no such folder (expected a local Stable Diffusion folder)")
     return Path(pretrained) if pretrained is not None else None
@@ -295,19 +283,6 @@ def _load_vae(pretrained: Path | None) -> AutoencoderKL | None:
         raise MissingWeightsError(f"{pretrained / 'vae'}: missing; a Stable Diffusion folder has vae/")
     vae = AutoencoderKL.from_pretrained(pretrained / "vae", use_safetensors=True)
     return vae.requires_grad_(False).eval()
-
-
-def noise_scheduler_for(pretrained: Path | None) -> DDPMScheduler:
-    """The training noise schedule: Stable Diffusion's own, else a cosine schedule predicting x0 (pixel space)."""
-    if pretrained is not None:
-        path = pretrained / "scheduler" / "scheduler_config.json"
-        if not path.is_file():
-            raise MissingWeightsError(f"{path.parent}: missing scheduler_config.json")
-        return DDPMScheduler.from_config(read_json(path))
-    # Pixel space: the network predicts the clean image (x0), which a small model learns far better at
-    # low noise than the noise itself; dynamic thresholding keeps every sampler's x0 estimate in [-1, 1].
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="sample",
-                         thresholding=True, sample_max_value=1.0)  # fmt: skip
 
 
 def _base_networks(preset: Preset, run_dir: Path, stage: str, pretrained: Path | None, width: int):
@@ -542,37 +517,3 @@ def _truncate_log(path: Path, step: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     kept = [entry for entry in read_log(path.parent) if entry["step"] <= step]
     write_text_atomic(path, "".join(json.dumps(entry) + "\n" for entry in kept))
-
-
-def pipeline_from_run(run_dir: str | Path, preset: Preset, *, scheduler: str | None = None) -> RadGazeGenPipeline:
-    """The pipeline a run's ``final/`` folders make: base UNet, every trained ControlNet, the control registry."""
-    from radgazegen.models.controlnet import load_controlnet
-
-    root = Path(run_dir) / "checkpoints"
-    base = root / "base" / "final"
-    pretrained = _text_source(Path(run_dir), "controlnet", None)
-    controlnets, fused, fused_controls = {}, None, []
-    for folder in sorted((root / "controlnet").glob("*/final")):
-        net, names = load_controlnet(folder)
-        if folder.parent.name == FUSED:
-            fused, fused_controls = net, names
-        else:
-            controlnets[names[0]] = net
-    registry_file = Path(run_dir) / "controls" / "registry.json"
-    registry = (
-        load_registry(run_dir) if registry_file.is_file() else ControlRegistry(ControlSettings(preset.control_size))
-    )
-    if pretrained is not None:
-        return RadGazeGenPipeline.from_stable_diffusion(
-            pretrained, registry, controlnets=controlnets, fused=fused, fused_controls=fused_controls,
-            unet=load_unet(base / "unet"), scheduler=scheduler or preset.sampling.scheduler,
-        )  # fmt: skip
-    tokenizer, text_encoder = load_text_encoder(None)
-    pipe = RadGazeGenPipeline.from_components(
-        load_unet(base / "unet"), noise_scheduler_for(None), tokenizer, text_encoder, registry, controlnets=controlnets,
-        fused=fused, fused_controls=fused_controls, image_size=preset.control_size,
-        max_prompt_tokens=preset.model.max_prompt_tokens,
-    )  # fmt: skip
-    pipe.set_scheduler(scheduler or preset.sampling.scheduler)
-    pipe.source = Path(run_dir)
-    return pipe
