@@ -320,9 +320,10 @@ class RadGazeGenPipeline(DiffusionPipeline):
         latents = self._initial_latents(n, latents, generator)
         steps = len(self.scheduler.timesteps)
         bar = {**getattr(self, "_progress_bar_config", {}), **({} if progress else {"disable": True})}
+        both = torch.cat([negative_states, prompt_states]) if guided_anywhere else None  # rebuilt after a callback
         for index, t in enumerate(tqdm(self.scheduler.timesteps, **{"desc": "sampling", "leave": False, **bar})):
             guided = guided_anywhere and bool(_keep(index, steps, *guidance_interval))
-            states = torch.cat([negative_states, prompt_states]) if guided else prompt_states
+            states = both if guided else prompt_states
             model_input = torch.cat([latents] * 2) if guided else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
             down, mid = self._residuals(model_input, t, states, conditioning, mode, guided, index, steps,
@@ -339,6 +340,7 @@ class RadGazeGenPipeline(DiffusionPipeline):
                 latents = returned.pop("latents", latents)
                 prompt_states = returned.pop("prompt_embeds", prompt_states)
                 negative_states = returned.pop("negative_prompt_embeds", negative_states)
+                both = torch.cat([negative_states, prompt_states]) if guided_anywhere else None
         images = self._output(latents, output_type)
         self.maybe_free_model_hooks()
         return RadGazeGenOutput(images) if return_dict else (images,)
@@ -456,7 +458,8 @@ class RadGazeGenPipeline(DiffusionPipeline):
                                  for name in self.fused_controls], dim=1)  # fmt: skip
             return self.fused(sample, t, states, controlnet_cond=twice(stacked), return_dict=False)
         names = [name for name in conditioning if active[name]]
-        nets = MultiControlNetModel([self.controlnets[name] for name in names])
+        controlnets = self.controlnets
+        nets = MultiControlNetModel([controlnets[name] for name in names])
         return nets(sample, t, states, controlnet_cond=[twice(conditioning[name]) for name in names],
                     conditioning_scale=[float(active[name]) for name in names], return_dict=False)  # fmt: skip
 
