@@ -90,7 +90,7 @@ def gaze_editor(pipe, controls: dict[str, np.ndarray], prompts: Sequence[str], *
 
     ``controls`` are the other normalised controls of a case (kept fixed); the gaze control ``gaze`` (the
     HVA-CN input: ``gaze`` or ``gaze_findings``) becomes the hypothesis region of the hotspot
-    (:func:`radgazegen.models.hypotheses.hypothesis_gaze`).
+    (:func:`radgazegen.controls.hypotheses.hypothesis_gaze`).
     """
     row = widgets.FloatSlider(value=0.4, min=0.05, max=0.95, step=0.05, description="row", continuous_update=False)
     column = widgets.FloatSlider(value=0.3, min=0.05, max=0.95, step=0.05, description="column",
@@ -133,7 +133,7 @@ def _gaze_panel(axes, pipe, controls: dict[str, np.ndarray], setting: GazeSettin
     import torch
 
     from radgazegen.controls.registry import TEXTURE_PREFIX
-    from radgazegen.models.hypotheses import hotspot, hypothesis_gaze
+    from radgazegen.controls.hypotheses import hotspot, hypothesis_gaze
 
     region = hypothesis_gaze(hotspot(pipe.image_size, setting.centre, setting.radius))
     scales = {name: setting.texture for name in controls if name.startswith(TEXTURE_PREFIX)}

@@ -14,7 +14,7 @@ from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.errors import DataFormatError
 from radgazegen.evaluation.adherence import adherence, edge_f1, gaze_adherence, map_ssim, texture_error
 from radgazegen.evaluation.segmenter import FindingSegmenter
-from radgazegen.models.hypotheses import hotspot
+from radgazegen.controls.hypotheses import hotspot
 
 
 def test_gaze_adherence_measures_the_share_inside_the_gaze_region_and_the_centroid_distance() -> None:

@@ -15,7 +15,6 @@ from radgazegen.controls.gaze import (
     finding_heatmaps,
     fixation_heatmap,
     fixation_heatmaps,
-    hypothesis_mask,
     mentions,
     phrase_heatmaps,
     phrases,
@@ -158,17 +157,6 @@ def test_finding_heatmap_follows_the_gaze_around_its_sentence() -> None:
     assert maps["nodule"][:, :25].sum() == pytest.approx(1.0)
     spans = phrase_heatmaps(fixations, [(1.0, 1.4), (10.0, 11.0)], shape, (10, 10), window=(1.0, 0.0))
     assert spans[0].sum() == pytest.approx(1.0) and spans[1].sum() == 0.0
-
-
-def test_hypothesis_mask_thresholds_and_dilates() -> None:
-    heat = np.zeros((21, 21))
-    heat[10, 10] = 1.0
-    heat[0, 0] = 0.4
-    assert hypothesis_mask(heat, 0.5, 0).sum() == 1
-    region = hypothesis_mask(heat, 0.5, 3)
-    assert region.sum() == 29 and region[10, 13] and not region[10, 14] and not region[0, 0]
-    with pytest.raises(ValueError):
-        hypothesis_mask(np.zeros((3, 3)))
 
 
 def test_egd_heatmap_uses_a_fixed_sigma_and_drops_outside() -> None:

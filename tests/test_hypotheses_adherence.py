@@ -11,7 +11,7 @@ from radgazegen.controls.registry import ControlInputs, ControlRegistry, Control
 from radgazegen.data.images import load_image
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.evaluation.adherence import adherence, anomaly_mask, finding_share, map_correlation, summarise
-from radgazegen.models.hypotheses import gaze_region, hotspot, hypothesis_gaze
+from radgazegen.controls.hypotheses import gaze_region, hotspot, hypothesis_gaze
 
 
 def test_gaze_region_thresholds_at_a_share_of_the_peak_and_dilates() -> None:

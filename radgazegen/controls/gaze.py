@@ -30,7 +30,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from scipy import ndimage
 
 from radgazegen.data.reflacx import SHOWN_RECT_COLUMNS, DroppedFixationsWarning, check_fixations, filter_fixations
 from radgazegen.errors import check_shape
@@ -382,21 +381,3 @@ def finding_heatmaps(
     maps = render_batch(reflacx_batch([fixations] * len(names), [image_shape] * len(names), weights), out_shape)
     maps = _normalised_or_zero(maps)
     return dict(zip(names, maps, strict=True))
-
-
-def hypothesis_mask(heatmap: np.ndarray, threshold: float = 0.5, dilation: int = 3) -> np.ndarray:
-    """The released code's "hypothesis" region: heatmap >= ``threshold`` x its peak, dilated by a disk.
-
-    ``dilation`` is the disk radius in pixels of ``heatmap``; the result is a boolean mask where a
-    counterfactual finding may be placed.
-    """
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    peak = float(np.max(heatmap))
-    if peak <= 0:
-        raise ValueError("heatmap is all zero: no hypothesis region")
-    region = heatmap >= threshold * peak
-    if dilation > 0:
-        yy, xx = np.mgrid[-dilation : dilation + 1, -dilation : dilation + 1]
-        region = ndimage.binary_dilation(region, structure=xx**2 + yy**2 <= dilation**2)
-    return region

@@ -28,7 +28,7 @@ from skimage.metrics import structural_similarity
 from radgazegen.controls.lungs import dice, segment_lungs
 from radgazegen.controls.registry import TEXTURE_PREFIX, ControlInputs, ControlRegistry, is_gaze
 from radgazegen.evaluation.segmenter import FindingSegmenter
-from radgazegen.models.hypotheses import gaze_region
+from radgazegen.controls.hypotheses import gaze_region
 
 CORRELATED = ("canny", "sobel", "log")
 
@@ -66,7 +66,7 @@ def gaze_adherence(
     r"""Where a located finding :math:`M` lies relative to the gaze heatmap :math:`h`.
 
     ``finding_share`` :math:`= |M \cap G| / |M|` with :math:`G` the gaze region
-    (:func:`~radgazegen.models.hypotheses.gaze_region` with ``threshold`` and ``dilation``);
+    (:func:`~radgazegen.controls.hypotheses.gaze_region` with ``threshold`` and ``dilation``);
     ``centroid_distance`` :math:`= \lVert \frac{1}{|M|}\sum_{p \in M} p - \sum_p h_p p / \sum_p h_p \rVert_2`
     in pixels (the mask's centroid to the heatmap's intensity-weighted centroid). Both are NaN when
     the mask is empty.

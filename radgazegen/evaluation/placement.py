@@ -18,7 +18,7 @@ The paper's "hypotheses" use of HVA-CN, measured counterfactually so that the me
 
 The finding :math:`M` in a generated image is located by the phantom-trained
 :class:`~radgazegen.evaluation.segmenter.FindingSegmenter`; :math:`G` is the target's gaze region
-(:func:`~radgazegen.models.hypotheses.gaze_region`), :math:`c(\cdot)` a centroid (the target's weighted
+(:func:`~radgazegen.controls.hypotheses.gaze_region`), :math:`c(\cdot)` a centroid (the target's weighted
 by the heatmap). Per image (:func:`placement_scores`):
 
 * ``detected``: :math:`M \neq \emptyset`;
@@ -51,7 +51,7 @@ from radgazegen.evaluation.adherence import gaze_adherence
 from radgazegen.evaluation.bank import Configuration
 from radgazegen.evaluation.claims import HIGHER, LOWER, Claim
 from radgazegen.evaluation.stats import Estimate, bootstrap
-from radgazegen.models.hypotheses import gaze_region
+from radgazegen.controls.hypotheses import gaze_region
 from radgazegen.models.pipeline import RadGazeGenPipeline
 from radgazegen.models.sampling import TEXT_ONLY, case_generators
 
