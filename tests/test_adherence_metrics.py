@@ -9,7 +9,7 @@ from synthetic import disks
 
 from radgazegen.controls.registry import ControlInputs, ControlRegistry, ControlSettings, raw_controls
 from radgazegen.data.images import load_mask
-from radgazegen.data.phantom.truth import finding_masks, lung_masks, read_findings
+from radgazegen.data.phantom.truth import finding_masks, has_ground_truth, lung_masks, read_findings
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.errors import DataFormatError
 from radgazegen.evaluation.adherence import adherence, edge_f1, gaze_adherence, map_ssim, texture_error
@@ -102,7 +102,9 @@ def test_finding_masks_are_the_phantom_ground_truth_at_the_working_size(phantom_
 
 
 def test_finding_masks_exist_only_for_the_phantom(phantom_copy) -> None:
+    assert has_ground_truth(phantom_copy)
     (phantom_copy / "phantom" / "findings.csv").unlink()
+    assert not has_ground_truth(phantom_copy)
     with pytest.raises(DataFormatError, match="only for the phantom"):
         finding_masks(phantom_copy, ReflacxDataset(phantom_copy).ids[:1], 32)
 

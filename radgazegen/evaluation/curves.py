@@ -29,13 +29,17 @@ from tqdm.auto import tqdm
 
 from radgazegen.controls.extract import load_controls
 from radgazegen.controls.registry import is_gaze
+from radgazegen.evaluation import placement
 from radgazegen.evaluation.adherence import adherence
 from radgazegen.evaluation.bank import Configuration, generate, sampling_key, start_folder
+from radgazegen.evaluation.cohort import reflacx_cohort
+from radgazegen.evaluation.protocols.placement import placement_readings
+from radgazegen.evaluation.protocols.truth import finding_segmenter
 from radgazegen.models.controlnet import folder_name, load_controlnet, load_unet
 from radgazegen.models.pipeline import RadGazeGenPipeline
+from radgazegen.models.assembly import noise_scheduler_for
 from radgazegen.models.sampling import TEXT_ONLY
 from radgazegen.models.text import encode_prompts
-from radgazegen.models.assembly import noise_scheduler_for
 from radgazegen.models.train import snapshots
 
 NOISE_LEVELS = 10
@@ -77,8 +81,6 @@ def denoising_error(pipe: RadGazeGenPipeline, images: np.ndarray, prompts: list[
 
 def base_curve(study, *, readings: int = 64) -> pd.DataFrame:
     """Rows ``network, step, metric, value`` of the base UNet's held-out denoising error per snapshot."""
-    from radgazegen.evaluation.cohort import reflacx_cohort
-
     held = reflacx_cohort(study.dataset, study.run_dir, study.preset.control_size, split=("validate", "test"),
                           progress=False)  # fmt: skip
     cases = {case.id: case for case in study.dataset}
@@ -135,9 +137,6 @@ def _measure(study, control: str, readings: int, steps: int, root: Path):
 
 
 def _gaze_measure(study, control: str, readings: int, steps: int, root: Path):
-    from radgazegen.evaluation import placement
-    from radgazegen.evaluation.protocols import finding_segmenter, placement_readings
-
     cases, donors, data_root, donor_root = placement_readings(study, selection=True)
     cohort = placement.placement_cohort(cases[:readings], donors, study.pipe.registry, gaze_controls=(control,),
                                         data_root=data_root, donor_root=donor_root, progress=False)  # fmt: skip
@@ -161,8 +160,6 @@ def _gaze_measure(study, control: str, readings: int, steps: int, root: Path):
 
 
 def _map_measure(study, control: str, readings: int, steps: int, root: Path):
-    from radgazegen.evaluation.protocols import finding_segmenter
-
     cases = study.conditions[:readings]
     registry = study.pipe.registry
     given = {control: np.stack([load_controls(study.run_dir, c.id, [control], registry)[control] for c in cases])}

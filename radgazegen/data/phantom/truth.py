@@ -22,9 +22,21 @@ from radgazegen.errors import DataFormatError, check_shape
 FINDINGS_COLUMNS: dict[str, ColumnKind] = {"id": "str", "dicom_id": "str", "finding": "str", "mask": "str"}
 
 
+def _findings_path(dataset_root: str | Path) -> Path:
+    return Path(dataset_root) / "phantom" / "findings.csv"
+
+
+def has_ground_truth(dataset_root: str | Path) -> bool:
+    """Whether the data set at ``dataset_root`` has ground-truth finding masks (the phantom's ``phantom/findings.csv``).
+
+    Real data sets (REFLACX and the others) have none; the evaluation asks this, never an exception.
+    """
+    return _findings_path(dataset_root).is_file()
+
+
 def read_findings(dataset_root: str | Path) -> pd.DataFrame:
     """``phantom/findings.csv``: one row per ground-truth finding (``id, dicom_id, finding, mask``, ...)."""
-    path = Path(dataset_root) / "phantom" / "findings.csv"
+    path = _findings_path(dataset_root)
     if not path.is_file():
         raise DataFormatError(path, "file not found: ground-truth finding masks exist only for the phantom data set")
     table = read_table(path, FINDINGS_COLUMNS, allow_empty=True)

@@ -1,0 +1,208 @@
+"""The REFLACX quality table: FRD, FID / KID, MS-SSIM diversity, paired SSIM and text-image agreement per
+sampling configuration, beside a real-vs-real reference row, and the paper's quality claims."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from radgazegen.evaluation import frd, quality
+from radgazegen.evaluation.claims import HIGHER, LOWER, Claim
+from radgazegen.evaluation.protocols.truth import REAL
+from radgazegen.evaluation.stats import Estimate, bootstrap, half_sample
+from radgazegen.evaluation.study import Study
+
+
+def _estimate_columns(prefix: str, estimate: Estimate) -> dict[str, float]:
+    return {prefix: estimate.value, f"{prefix} low": estimate.low, f"{prefix} high": estimate.high}
+
+
+SET_DISTANCES = ("FRD", "FRD (torch, Original)", "FID (CXR)", "FID (Inception)")
+"""The set distances of the quality table: frd-score's FRD v1 (headline), our torch port on Original features,
+FID on the CXR feature network's features (and on Inception's when its weights are given)."""
+
+
+@dataclass
+class ImageSet:
+    """One set of images with everything the quality table needs of it, rows aligned with the readings."""
+
+    name: str
+    label: str
+    images: np.ndarray
+    prompted: np.ndarray  # (n, C) findings the prompts (or, for real images, the labels) name
+    prompts: list[str]
+    rows: dict[str, object] = field(default_factory=dict)  # per set distance: the feature rows of its images
+    paired_ssim: np.ndarray | None = None  # each image against the real image of its reading
+    diversity: np.ndarray | None = None  # MS-SSIM of each pair of samples of one reading
+    predicted: np.ndarray | None = None
+
+
+class QualityEvaluation:
+    """Chapter 5's measurements: every configuration's samples and the held-out real images against the real
+    images of the conditioning readings; :meth:`table` (one row per set) and :meth:`claims` (paired differences).
+
+    Set distances: frd-score's FRD v1, our torch FRD on Original features, FID / KID on the features of the
+    CXR network trained on :attr:`Study.feature_cohort` (readings that are neither a reference image nor a
+    conditioning reading), FID on Inception with ``inception_weights``. Their intervals are half-sampling ones
+    (:func:`~radgazegen.evaluation.stats.half_sample`) over the readings, the reference set held fixed; KID
+    reports torchmetrics' mean and standard deviation over subsets of half of each set. Per-image metrics
+    (SSIM to real, MS-SSIM, agreement, CLIP) have percentile-bootstrap intervals over readings.
+    """
+
+    def __init__(self, study: Study, *, inception_weights: str | Path | None = None,
+                 clip_dir: str | Path | None = None, configurations: Sequence[str] | None = None) -> None:  # fmt: skip
+        self.study, self.clip_dir = study, clip_dir
+        settings = study.settings
+        self.replicates = min(settings.bootstrap, 100)  # half-sampling replicates of each set distance
+        reference = study.condition_cohort
+        held = study.test.subset(np.arange(min(len(reference), len(study.test))))
+        self.reference = reference
+        extractors = {"FID (CXR)": study.feature_classifier.features}
+        if inception_weights:
+            extractors["FID (Inception)"] = quality.TorchScriptFeatures(inception_weights, device=study.device)
+        self.sets: dict[str, ImageSet] = {
+            REAL: ImageSet(REAL, "real images (held-out reference)", held.images, held.labels.astype(bool), held.prompts)
+        }
+        for configuration in study.configurations:
+            if configurations is not None and configuration.name not in configurations:
+                continue
+            samples = study.samples(configuration.name)
+            _, images = samples.first()
+            found = ImageSet(configuration.name, configuration.label, images, reference.labels.astype(bool),
+                             reference.prompts, paired_ssim=quality.ssim(images, reference.images))  # fmt: skip
+            pairs = samples.pairs()
+            found.diversity = quality.ms_ssim(*pairs) if len(pairs[0]) else None
+            self.sets[configuration.name] = found
+        self.sets[REAL].diversity = quality.ms_ssim(*_real_pairs(held.images, settings.diversity_pairs, study.preset.seed))
+        bar = tqdm(total=len(self.sets) + 1, desc="quality features", unit="set", disable=not study.progress)
+        v1_reference = frd.frd_v1_features(reference.images)
+        self.reference_rows = {"FRD (torch, Original)": frd.radiomic_features(reference.images),
+                               **{column: extract(reference.images) for column, extract in extractors.items()}}  # fmt: skip
+        bar.update()
+        v1 = []
+        for found in self.sets.values():
+            v1.append(frd.frd_v1_features(found.images))
+            found.rows["FRD (torch, Original)"] = frd.radiomic_features(found.images)
+            for column, extract in extractors.items():
+                found.rows[column] = extract(found.images)
+            found.predicted = study.reference_classifier.predict(found.images)
+            bar.update()
+        bar.close()
+        self.frd = {name: {"FRD": frd.frechet_radiomics_distance(v1_reference, table),
+                           "FRD (torch, Original)": frd.frechet_radiomics_distance(
+                               self.reference_rows["FRD (torch, Original)"], found.rows["FRD (torch, Original)"])}
+                    for (name, found), table in zip(self.sets.items(), v1, strict=True)}  # fmt: skip
+        # the z-scored rows the half-sampling replicates take subsets of (see distance)
+        self.zscores: dict[str, dict[str, np.ndarray]] = {name: {} for name in self.sets}
+        self.reference_zscores: dict[str, np.ndarray] = {}
+        for column, reference_table, tables in (
+            ("FRD", v1_reference, v1),
+            ("FRD (torch, Original)", self.reference_rows["FRD (torch, Original)"].to_numpy(),
+             [found.rows["FRD (torch, Original)"].to_numpy() for found in self.sets.values()]),
+        ):  # fmt: skip
+            self.reference_zscores[column], zscores = frd.frd_zscores(reference_table, tables)
+            for name, z in zip(self.sets, zscores, strict=True):
+                self.zscores[name][column] = z
+
+    # -- set distances ------------------------------------------------------------------------------
+    def distance(self, column: str, name: str, rows: np.ndarray | None = None) -> float:
+        """Set distance ``column`` of set ``name`` (its ``rows`` only, when given) to the reference set."""
+        if column in self.reference_zscores:  # FRD: frd-score's value on the full set, log d² of the z-scored rows of a subset
+            if rows is None:
+                return self.frd[name][column]
+            return float(np.log(quality.frechet_from_rows(self.reference_zscores[column], self.zscores[name][column][rows])))
+        found, reference = self.sets[name].rows[column], self.reference_rows[column]
+        if rows is None:
+            return quality.frechet_distance(reference, found)  # torchmetrics' FID
+        return quality.frechet_from_rows(reference, found[rows])
+
+    def _distance_estimate(self, column: str, name: str, other: str | None = None) -> Estimate:
+        """Half-sampling estimate of a set distance, or of the paired difference ``name - other``."""
+        n = len(self.sets[name].images)
+
+        def statistic(rows: np.ndarray) -> float:
+            subset = None if len(rows) == n else rows
+            value = self.distance(column, name, subset)
+            return value - self.distance(column, other, subset) if other else value
+
+        return half_sample(statistic, n, n_rep=self.replicates, seed=self.study.preset.seed)
+
+    # -- outputs --------------------------------------------------------------------------------------
+    def table(self) -> pd.DataFrame:
+        """One row per set (``real`` first): each metric with its 95% interval columns ``<metric> low / high``."""
+        settings, seed = self.study.settings, self.study.preset.seed
+        rows = {}
+        for name, found in self.sets.items():
+            row: dict[str, object] = {"label": found.label, "images": len(found.images)}
+            for column in SET_DISTANCES:
+                if column in found.rows or column in self.reference_zscores:
+                    row |= _estimate_columns(column, self._distance_estimate(column, name))
+            features = found.rows["FID (CXR)"]
+            size = len(features) // 2
+            if size >= 2:
+                row["KID (CXR)"], row["KID (CXR) std"] = quality.kernel_inception_distance(
+                    self.reference_rows["FID (CXR)"], features, subset_size=size, subsets=50, seed=seed)  # fmt: skip
+            if found.diversity is not None:
+                row |= _estimate_columns("MS-SSIM", bootstrap(np.mean, found.diversity, n_boot=settings.bootstrap))
+            if found.paired_ssim is not None:
+                row |= _estimate_columns("SSIM to real", bootstrap(np.mean, found.paired_ssim, n_boot=settings.bootstrap))
+            row |= _estimate_columns("agreement AUROC", bootstrap(quality.finding_agreement, found.prompted,
+                                                                  found.predicted, n_boot=settings.bootstrap))  # fmt: skip
+            if self.clip_dir:
+                scores = quality.clip_score(found.images, found.prompts, self.clip_dir)
+                row |= _estimate_columns("CLIP score", bootstrap(np.mean, scores, n_boot=settings.bootstrap))
+            rows[name] = row
+        return pd.DataFrame.from_dict(rows, orient="index")
+
+    def claims(self) -> list[Claim]:
+        """The paper's quality and ablation claims as paired differences over the conditioning readings."""
+        comparisons = [("both", "text", "RadGazeGen (Rad-CN + HVA-CN) is closer to real images than SD text only"),
+                       ("both", "rad", "both ControlNets beat Rad-CN alone"),
+                       ("both", "gaze", "both ControlNets beat HVA-CN alone")]  # fmt: skip
+        found = []
+        n = len(self.reference)
+        boot = self.study.settings.bootstrap
+        for first, second, claim in comparisons:
+            if first not in self.sets or second not in self.sets:
+                continue
+            protocol = "quality" if second == "text" else "ablation"
+            for column in ("FRD", "FID (CXR)"):
+                found.append(Claim(protocol, claim, column, first, second, LOWER,
+                                   self._distance_estimate(column, first, second),
+                                   f"half-sampling over {n} readings ({self.replicates})"))  # fmt: skip
+            a, b = self.sets[first], self.sets[second]
+            found.append(Claim(protocol, claim, "SSIM to real", first, second, HIGHER,
+                               bootstrap(np.mean, a.paired_ssim - b.paired_ssim, n_boot=boot, seed=self.study.preset.seed),
+                               f"paired bootstrap over {n} readings ({boot})"))  # fmt: skip
+            if second == "text" and a.diversity is not None and b.diversity is not None:
+                found.append(Claim(protocol, "RadGazeGen keeps the diversity of SD text only (MS-SSIM not higher)",
+                                   "MS-SSIM", first, second, LOWER,
+                                   bootstrap(np.mean, a.diversity - b.diversity, n_boot=boot, seed=self.study.preset.seed),
+                                   f"paired bootstrap over {len(a.diversity)} readings ({boot})"))  # fmt: skip
+        return found
+
+
+def quality_table(
+    study: Study,
+    *,
+    inception_weights: str | Path | None = None,
+    clip_dir: str | Path | None = None,
+    configurations: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Quality and diversity of every configuration's samples (rows), reference row ``real`` first
+    (:class:`QualityEvaluation`; its :meth:`~QualityEvaluation.claims` decide the paper's claims)."""
+    return QualityEvaluation(study, inception_weights=inception_weights, clip_dir=clip_dir,
+                             configurations=configurations).table()  # fmt: skip
+
+
+def _real_pairs(images: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` pairs of distinct real images (the diversity of the real data)."""
+    rng = np.random.default_rng(seed)
+    first = rng.permutation(len(images))[:n]
+    second = (first + 1 + rng.integers(0, len(images) - 1, size=len(first))) % len(images)
+    return images[first], images[second]
