@@ -7,6 +7,7 @@ matters for values that are rounding noise around zero; ``nan`` must sit at the 
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ from pydicom.data import get_testdata_file
 from radgazegen.controls.multiset import DENSE_LIMIT, tally
 from radgazegen.controls.reference import pyradiomics_features, pyradiomics_maps, relative_difference
 from radgazegen.controls.texture import segment_features, texture_maps
-from radgazegen.controls.texture_names import FIRSTORDER, GLCM, expand_features
+from radgazegen.controls.texture_feature_set import FeatureSet, camel_case
+from radgazegen.controls.texture_names import FEATURE_SETS, IMPLEMENTED, expand_features
 from radgazegen.data.images import load_image, load_mask
 
 
@@ -121,11 +123,33 @@ def test_thin_mask_kernels_without_pairs_match_pyradiomics(radiograph: np.ndarra
     assert np.isnan(ours["glcm_MCC"]).all()
 
 
+@pytest.mark.parametrize("cls", sorted(IMPLEMENTED))
+def test_each_class_has_exactly_pyradiomics_non_deprecated_features(cls: str) -> None:
+    module = importlib.import_module(f"radiomics.{cls}")
+    pyradiomics_class = next(v for k, v in vars(module).items() if k.lower() == f"radiomics{cls}")
+    expected = {name for name, deprecated in pyradiomics_class.getFeatureNames().items() if not deprecated}
+    assert sorted(IMPLEMENTED[cls]) == sorted(expected)
+    assert all(callable(function) for function in FEATURE_SETS[cls].values())
+
+
+def test_feature_sets_name_functions_in_camel_case_and_refuse_a_second_definition() -> None:
+    assert camel_case("dependence_non_uniformity") == "DependenceNonUniformity" and camel_case("imc1") == "Imc1"
+    found: FeatureSet = FeatureSet("demo")
+
+    @found.feature
+    def total_energy(x):
+        return x
+
+    found.feature(lambda x: x, name="10Percentile")
+    assert list(found) == ["TotalEnergy", "10Percentile"] and found["TotalEnergy"] is total_energy
+    with pytest.raises(ValueError, match="demo feature 'TotalEnergy' is defined twice"):
+        found.feature(lambda x: x, name="TotalEnergy")
+
+
 def test_feature_names_expand_and_unknown_names_are_rejected() -> None:
-    assert expand_features("glcm") == [f"glcm_{n}" for n in GLCM]
+    assert expand_features("glcm") == [f"glcm_{n}" for n in IMPLEMENTED["glcm"]]
     assert expand_features(["firstorder_Mean", "firstorder"])[:2] == ["firstorder_Mean", "firstorder_Energy"]
-    assert len(expand_features("firstorder")) == len(FIRSTORDER) == 18
-    assert len(expand_features(["glrlm", "glszm", "gldm", "ngtdm"])) == 16 + 16 + 14 + 5
+    assert len(expand_features(["glrlm", "glszm", "gldm", "ngtdm"])) == sum(len(IMPLEMENTED[c]) for c in ("glrlm", "glszm", "gldm", "ngtdm"))
     with pytest.raises(ValueError, match="unknown glcm feature 'Dissimilarity'"):
         expand_features("glcm_Dissimilarity")
     with pytest.raises(ValueError, match="unknown feature class 'shape'"):

@@ -10,12 +10,12 @@ of the kernel.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cached_property
 
 import torch
 
 from radgazegen.controls.multiset import tally
+from radgazegen.controls.texture_feature_set import FeatureSet
 
 EPS = 2.220446049250313e-16  # numpy.spacing(1), as pyradiomics uses
 
@@ -63,68 +63,85 @@ class FirstOrderWindows:
         )
 
 
+FEATURES: FeatureSet[FirstOrderWindows] = FeatureSet("firstorder")
+"""The first-order features, registered by the functions below."""
+
+
+@FEATURES.feature
 def energy(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`\sum_k (X_k + c)^2`."""
     return (w.zeroed**2).sum(1)
 
 
+@FEATURES.feature
 def total_energy(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`V_{voxel}\sum_k (X_k + c)^2` with unit pixel spacing, so equal to Energy."""
     return energy(w)
 
 
+@FEATURES.feature
 def entropy(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`-\sum_i p(i)\log_2(p(i) + \epsilon)`."""
     p = w.probabilities
     return -(p * torch.log2(p + EPS)).sum(1)
 
 
+@FEATURES.feature
 def minimum(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`\min X`."""
     return w.ordered[:, 0]
 
 
+@FEATURES.feature(name="10Percentile")
 def percentile_10(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`P_{10}`."""
     return w.percentile(10)
 
 
+@FEATURES.feature(name="90Percentile")
 def percentile_90(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`P_{90}`."""
     return w.percentile(90)
 
 
+@FEATURES.feature
 def maximum(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`\max X`."""
     return w.ordered.gather(1, (w.count.long() - 1)[:, None])[:, 0]
 
 
+@FEATURES.feature
 def mean(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`\bar X = \frac{1}{N_p}\sum_k X_k`."""
     return w.mean
 
 
+@FEATURES.feature
 def median(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`P_{50}`."""
     return w.percentile(50)
 
 
+@FEATURES.feature
 def interquartile_range(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`P_{75} - P_{25}`."""
     return w.percentile(75) - w.percentile(25)
 
 
+@FEATURES.feature(name="Range")
 def value_range(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`\max X - \min X`."""
     return maximum(w) - minimum(w)
 
 
+@FEATURES.feature
 def mean_absolute_deviation(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`\frac{1}{N_p}\sum_k |X_k - \bar X|`."""
     deviation = torch.where(w.valid, (w.values - w.mean[:, None]).abs(), torch.zeros_like(w.values))
     return deviation.sum(1) / w.count
 
 
+@FEATURES.feature
 def robust_mean_absolute_deviation(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`\frac{1}{N_{10-90}}\sum_k |X_{10-90,k} - \bar X_{10-90}|` over the intensities in :math:`[P_{10}, P_{90}]`."""
     low, high = w.percentile(10), w.percentile(90)
@@ -135,11 +152,13 @@ def robust_mean_absolute_deviation(w: FirstOrderWindows) -> torch.Tensor:
     return torch.where(inside, (w.values - centre[:, None]).abs(), torch.zeros_like(w.values)).sum(1) / count
 
 
+@FEATURES.feature
 def root_mean_squared(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`\sqrt{\frac{1}{N_p}\sum_k (X_k + c)^2}`."""
     return torch.sqrt(energy(w) / w.count)
 
 
+@FEATURES.feature
 def skewness(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`\mu_3 / \mu_2^{3/2}` with :math:`\mu_n = \frac{1}{N_p}\sum_k (X_k - \bar X)^n`; 0 in flat kernels."""
     m2, m3 = w.central_moment(2), w.central_moment(3)
@@ -147,6 +166,7 @@ def skewness(w: FirstOrderWindows) -> torch.Tensor:
     return torch.where(w.flat, torch.zeros_like(value), value)
 
 
+@FEATURES.feature
 def kurtosis(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`\mu_4 / \mu_2^{2}` (not excess kurtosis); 0 in flat kernels."""
     m2, m4 = w.central_moment(2), w.central_moment(4)
@@ -154,34 +174,16 @@ def kurtosis(w: FirstOrderWindows) -> torch.Tensor:
     return torch.where(w.flat, torch.zeros_like(value), value)
 
 
+@FEATURES.feature
 def variance(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`\mu_2 = \frac{1}{N_p}\sum_k (X_k - \bar X)^2`; 0 in flat kernels."""
     value = torch.sqrt(w.central_moment(2)) ** 2
     return torch.where(w.flat, torch.zeros_like(value), value)
 
 
+@FEATURES.feature
 def uniformity(w: FirstOrderWindows) -> torch.Tensor:
     r""":math:`\sum_i p(i)^2`."""
     return (w.probabilities**2).sum(1)
 
 
-FEATURES: dict[str, Callable[[FirstOrderWindows], torch.Tensor]] = {
-    "Energy": energy,
-    "TotalEnergy": total_energy,
-    "Entropy": entropy,
-    "Minimum": minimum,
-    "10Percentile": percentile_10,
-    "90Percentile": percentile_90,
-    "Maximum": maximum,
-    "Mean": mean,
-    "Median": median,
-    "InterquartileRange": interquartile_range,
-    "Range": value_range,
-    "MeanAbsoluteDeviation": mean_absolute_deviation,
-    "RobustMeanAbsoluteDeviation": robust_mean_absolute_deviation,
-    "RootMeanSquared": root_mean_squared,
-    "Skewness": skewness,
-    "Kurtosis": kurtosis,
-    "Variance": variance,
-    "Uniformity": uniformity,
-}

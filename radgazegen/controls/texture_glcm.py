@@ -16,12 +16,12 @@ distributions come from counting equal keys in it (:mod:`radgazegen.controls.mul
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cached_property
 
 import torch
 
 from radgazegen.controls.multiset import tally
+from radgazegen.controls.texture_feature_set import FeatureSet
 from radgazegen.controls.texture_firstorder import EPS
 
 ANGLES = ((0, 1), (1, 0), (1, 1), (1, -1))
@@ -143,11 +143,17 @@ class CooccurrenceLists:
         return torch.nanmean(per_angle, dim=-1)
 
 
+FEATURES: FeatureSet[CooccurrenceLists] = FeatureSet("glcm")
+"""The GLCM features, registered by the functions below."""
+
+
+@FEATURES.feature
 def autocorrelation(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sum_{i,j} P(i,j)\,ij`."""
     return c.average(c.expectation(c.a * c.b))
 
 
+@FEATURES.feature
 def joint_average(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\mu_x = \sum_{i,j} P(i,j)\,i`; a plain mean over the angles (``nan`` if one has no pair here)."""
     return c.mean[..., ~c.empty_angles].mean(-1)
@@ -157,26 +163,31 @@ def _cluster(c: CooccurrenceLists, power: int) -> torch.Tensor:
     return c.average(c.expectation((c.a + c.b - 2 * c.mean[..., None]) ** power))
 
 
+@FEATURES.feature
 def cluster_prominence(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sum_{i,j} (i+j-\mu_x-\mu_y)^4 P(i,j)`."""
     return _cluster(c, 4)
 
 
+@FEATURES.feature
 def cluster_shade(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sum_{i,j} (i+j-\mu_x-\mu_y)^3 P(i,j)`."""
     return _cluster(c, 3)
 
 
+@FEATURES.feature
 def cluster_tendency(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sum_{i,j} (i+j-\mu_x-\mu_y)^2 P(i,j)`."""
     return _cluster(c, 2)
 
 
+@FEATURES.feature
 def contrast(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sum_{i,j} (i-j)^2 P(i,j)`."""
     return c.average(c.expectation(c.difference**2))
 
 
+@FEATURES.feature
 def correlation(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\frac{\sum_{i,j} P(i,j)(i-\mu_x)(j-\mu_y)}{\sigma_x\sigma_y+\epsilon}`; 1 where :math:`\sigma_x\sigma_y=0`."""
     centre = c.mean[..., None]
@@ -186,32 +197,38 @@ def correlation(c: CooccurrenceLists) -> torch.Tensor:
     return c.average(torch.where(spread == 0, torch.ones_like(value), value))
 
 
+@FEATURES.feature
 def difference_average(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sum_k k\,p_{x-y}(k)`."""
     return c.average(c.expectation(c.difference))
 
 
+@FEATURES.feature
 def difference_entropy(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`-\sum_k p_{x-y}(k)\log_2(p_{x-y}(k)+\epsilon)`."""
     return c.average(c.key_entropy((c.first_levels - c.second_levels).abs(), c.max_level))
 
 
+@FEATURES.feature
 def difference_variance(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sum_k (k-DA)^2 p_{x-y}(k)` with :math:`DA` the difference average."""
     centre = c.expectation(c.difference)[..., None]
     return c.average(c.expectation((c.difference - centre) ** 2))
 
 
+@FEATURES.feature
 def joint_energy(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sum_{i,j} P(i,j)^2`."""
     return c.average(c.expectation(c.entry))
 
 
+@FEATURES.feature
 def joint_entropy(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`HXY = -\sum_{i,j} P(i,j)\log_2(P(i,j)+\epsilon)`."""
     return c.average(c.joint_entropy)
 
 
+@FEATURES.feature
 def imc1(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\frac{HXY - HXY1}{\max(HX, HY)}` with :math:`HXY1=-\sum_{i,j}P(i,j)\log_2(p_x(i)p_y(j)+\epsilon)`; 0 where the denominator is 0."""
     p_first, p_second = c.end_marginals
@@ -221,6 +238,7 @@ def imc1(c: CooccurrenceLists) -> torch.Tensor:
     return c.average(torch.where(div == 0, torch.zeros_like(value), value))
 
 
+@FEATURES.feature
 def imc2(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sqrt{1-e^{-2(HXY2-HXY)}}` with :math:`HXY2=-\sum_{i,j}p_x(i)p_y(j)\log_2(p_x(i)p_y(j)+\epsilon)`; 0 where :math:`HXY2=HXY` (up to rounding)."""
     outer = c.marginal[..., :, None] * c.marginal[..., None, :]
@@ -231,11 +249,13 @@ def imc2(c: CooccurrenceLists) -> torch.Tensor:
     return c.average(torch.where(independent, torch.zeros_like(value), value))
 
 
+@FEATURES.feature
 def idm(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sum_k \frac{p_{x-y}(k)}{1+k^2}`."""
     return c.average(c.expectation(1 / (1 + c.difference**2)))
 
 
+@FEATURES.feature(name="MCC")
 def mcc(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sqrt{\lambda_2(Q)}`, :math:`Q(i,j)=\sum_k \frac{P(i,k)P(j,k)}{p_x(i)p_y(k)}`, the second largest eigenvalue.
 
@@ -292,71 +312,53 @@ def _second_largest_square(b: torch.Tensor, top: torch.Tensor, levels: torch.Ten
     return second
 
 
+@FEATURES.feature
 def idmn(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sum_k \frac{p_{x-y}(k)}{1+k^2/N_g^2}`."""
     return c.average(c.expectation(1 / (1 + c.difference**2 / c.max_level**2)))
 
 
+@FEATURES.feature(name="Id")
 def inverse_difference(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sum_k \frac{p_{x-y}(k)}{1+k}`."""
     return c.average(c.expectation(1 / (1 + c.difference)))
 
 
+@FEATURES.feature
 def idn(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sum_k \frac{p_{x-y}(k)}{1+k/N_g}`."""
     return c.average(c.expectation(1 / (1 + c.difference / c.max_level)))
 
 
+@FEATURES.feature
 def inverse_variance(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sum_{k\ge1} \frac{p_{x-y}(k)}{k^2}`."""
     safe = torch.where(c.difference > 0, c.difference, torch.ones_like(c.difference))
     return c.average(c.expectation(torch.where(c.difference > 0, 1 / safe**2, torch.zeros_like(safe))))
 
 
+@FEATURES.feature
 def maximum_probability(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\max_{i,j} P(i,j)`."""
     largest = torch.where(c.valid, c.entry, 0).amax(-1)
     return c.average(torch.where(c.pairs > 0, largest, torch.nan))
 
 
+@FEATURES.feature
 def sum_average(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sum_k k\,p_{x+y}(k)`."""
     return c.average(c.expectation(c.a + c.b))
 
 
+@FEATURES.feature
 def sum_entropy(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`-\sum_k p_{x+y}(k)\log_2(p_{x+y}(k)+\epsilon)`."""
     return c.average(c.key_entropy(c.first_levels + c.second_levels, 2 * c.max_level + 1))
 
 
+@FEATURES.feature
 def sum_squares(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`\sum_{i,j} (i-\mu_x)^2 P(i,j)`."""
     return c.average(c.variance)
 
 
-FEATURES: dict[str, Callable[[CooccurrenceLists], torch.Tensor]] = {
-    "Autocorrelation": autocorrelation,
-    "JointAverage": joint_average,
-    "ClusterProminence": cluster_prominence,
-    "ClusterShade": cluster_shade,
-    "ClusterTendency": cluster_tendency,
-    "Contrast": contrast,
-    "Correlation": correlation,
-    "DifferenceAverage": difference_average,
-    "DifferenceEntropy": difference_entropy,
-    "DifferenceVariance": difference_variance,
-    "JointEnergy": joint_energy,
-    "JointEntropy": joint_entropy,
-    "Imc1": imc1,
-    "Imc2": imc2,
-    "Idm": idm,
-    "MCC": mcc,
-    "Idmn": idmn,
-    "Id": inverse_difference,
-    "Idn": idn,
-    "InverseVariance": inverse_variance,
-    "MaximumProbability": maximum_probability,
-    "SumAverage": sum_average,
-    "SumEntropy": sum_entropy,
-    "SumSquares": sum_squares,
-}

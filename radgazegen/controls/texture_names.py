@@ -1,42 +1,22 @@
-"""pyradiomics feature names for the voxel-wise texture maps: which exist, and how a request expands."""
+"""pyradiomics feature names for the voxel-wise texture maps: which exist (found from the feature functions of
+each class module, :class:`~radgazegen.controls.texture_feature_set.FeatureSet`), and how a request expands."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-FIRSTORDER = (
-    "Energy", "TotalEnergy", "Entropy", "Minimum", "10Percentile", "90Percentile", "Maximum", "Mean", "Median",
-    "InterquartileRange", "Range", "MeanAbsoluteDeviation", "RobustMeanAbsoluteDeviation", "RootMeanSquared",
-    "Skewness", "Kurtosis", "Variance", "Uniformity",
-)  # fmt: skip
-GLCM = (
-    "Autocorrelation", "JointAverage", "ClusterProminence", "ClusterShade", "ClusterTendency", "Contrast",
-    "Correlation", "DifferenceAverage", "DifferenceEntropy", "DifferenceVariance", "JointEnergy", "JointEntropy",
-    "Imc1", "Imc2", "Idm", "MCC", "Idmn", "Id", "Idn", "InverseVariance", "MaximumProbability", "SumAverage",
-    "SumEntropy", "SumSquares",
-)  # fmt: skip
-GLDM = (
-    "SmallDependenceEmphasis", "LargeDependenceEmphasis", "GrayLevelNonUniformity", "DependenceNonUniformity",
-    "DependenceNonUniformityNormalized", "GrayLevelVariance", "DependenceVariance", "DependenceEntropy",
-    "LowGrayLevelEmphasis", "HighGrayLevelEmphasis", "SmallDependenceLowGrayLevelEmphasis",
-    "SmallDependenceHighGrayLevelEmphasis", "LargeDependenceLowGrayLevelEmphasis", "LargeDependenceHighGrayLevelEmphasis",
-)  # fmt: skip
-NGTDM = ("Coarseness", "Contrast", "Busyness", "Complexity", "Strength")
-GLRLM = (
-    "ShortRunEmphasis", "LongRunEmphasis", "GrayLevelNonUniformity", "GrayLevelNonUniformityNormalized",
-    "RunLengthNonUniformity", "RunLengthNonUniformityNormalized", "RunPercentage", "GrayLevelVariance", "RunVariance",
-    "RunEntropy", "LowGrayLevelRunEmphasis", "HighGrayLevelRunEmphasis", "ShortRunLowGrayLevelEmphasis",
-    "ShortRunHighGrayLevelEmphasis", "LongRunLowGrayLevelEmphasis", "LongRunHighGrayLevelEmphasis",
-)  # fmt: skip
-GLSZM = (
-    "SmallAreaEmphasis", "LargeAreaEmphasis", "GrayLevelNonUniformity", "GrayLevelNonUniformityNormalized",
-    "SizeZoneNonUniformity", "SizeZoneNonUniformityNormalized", "ZonePercentage", "GrayLevelVariance", "ZoneVariance",
-    "ZoneEntropy", "LowGrayLevelZoneEmphasis", "HighGrayLevelZoneEmphasis", "SmallAreaLowGrayLevelEmphasis",
-    "SmallAreaHighGrayLevelEmphasis", "LargeAreaLowGrayLevelEmphasis", "LargeAreaHighGrayLevelEmphasis",
-)  # fmt: skip
-IMPLEMENTED: dict[str, tuple[str, ...]] = {
-    "firstorder": FIRSTORDER, "glcm": GLCM, "glrlm": GLRLM, "glszm": GLSZM, "gldm": GLDM, "ngtdm": NGTDM,
+from radgazegen.controls import texture_firstorder, texture_glcm, texture_neighbourhood, texture_zones
+from radgazegen.controls.texture_feature_set import FeatureSet
+
+FEATURE_SETS: dict[str, FeatureSet] = {
+    found.cls: found
+    for found in (
+        texture_firstorder.FEATURES, texture_glcm.FEATURES, texture_zones.GLRLM, texture_zones.GLSZM,
+        texture_neighbourhood.GLDM, texture_neighbourhood.NGTDM,
+    )
 }  # fmt: skip
+"""Every texture class's features, name -> function, as their modules register them."""
+IMPLEMENTED: dict[str, tuple[str, ...]] = {cls: tuple(found) for cls, found in FEATURE_SETS.items()}
 """The non-deprecated features of every pyradiomics texture class (shape aside), all computed by
 :func:`~radgazegen.controls.texture.texture_maps`; :mod:`~radgazegen.controls.reference` runs pyradiomics itself."""
 

@@ -12,12 +12,12 @@ voxels have level :math:`i`, :math:`p_i = n_i / N_z`, :math:`s_i = \sum_{i_u = i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cached_property
 
 import torch
 
 from radgazegen.controls.multiset import ItemLists, tally
+from radgazegen.controls.texture_feature_set import FeatureSet
 from radgazegen.controls.texture_firstorder import EPS
 
 NEIGHBOURS = ((0, 1), (1, 0), (1, 1), (1, -1), (0, -1), (-1, 0), (-1, -1), (-1, 1))
@@ -73,41 +73,55 @@ def _pairs(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return values[:, :, None], values[:, None, :]
 
 
+GLDM: FeatureSet[NeighbourhoodWindows] = FeatureSet("gldm")
+"""The GLDM features, registered by the functions below."""
+NGTDM: FeatureSet[NeighbourhoodWindows] = FeatureSet("ngtdm")
+"""The NGTDM features, registered by the functions below."""
+
+
+@GLDM.feature
 def small_dependence_emphasis(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\sum_j p_d(j)/j^2`."""
     return w.mean(1 / w.j**2)
 
 
+@GLDM.feature
 def large_dependence_emphasis(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\sum_j p_d(j)\,j^2`."""
     return w.mean(w.j**2)
 
 
+@GLDM.feature
 def gray_level_non_uniformity(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\frac{1}{N_z}\sum_i (N_z p_g(i))^2`."""
     return w.mean(w.share(w.levels, w.max_level + 1)) * w.count
 
 
+@GLDM.feature
 def dependence_non_uniformity(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\frac{1}{N_z}\sum_j (N_z p_d(j))^2`."""
     return w.mean(w.share(w.dependence, len(NEIGHBOURS) + 1)) * w.count
 
 
+@GLDM.feature
 def dependence_non_uniformity_normalized(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\sum_j p_d(j)^2`."""
     return w.mean(w.share(w.dependence, len(NEIGHBOURS) + 1))
 
 
+@GLDM.feature
 def gray_level_variance(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\sum_i p_g(i)(i-\mu)^2`, :math:`\mu=\sum_i p_g(i)\,i`."""
     return w.mean((w.i - w.mean(w.i)[:, None]) ** 2)
 
 
+@GLDM.feature
 def dependence_variance(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\sum_j p_d(j)(j-\mu)^2`, :math:`\mu=\sum_j p_d(j)\,j`."""
     return w.mean((w.j - w.mean(w.j)[:, None]) ** 2)
 
 
+@GLDM.feature
 def dependence_entropy(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`-\sum_{i,j} p(i,j)\log_2(p(i,j)+\epsilon)`."""
     keys = w.levels * (len(NEIGHBOURS) + 1) + w.dependence
@@ -118,36 +132,43 @@ def _safe_level(w: NeighbourhoodWindows) -> torch.Tensor:
     return torch.where(w.valid, w.i, 1)
 
 
+@GLDM.feature
 def low_gray_level_emphasis(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\sum_i p_g(i)/i^2`."""
     return w.mean(1 / _safe_level(w) ** 2)
 
 
+@GLDM.feature
 def high_gray_level_emphasis(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\sum_i p_g(i)\,i^2`."""
     return w.mean(w.i**2)
 
 
+@GLDM.feature
 def small_dependence_low_gray_level_emphasis(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\sum_{i,j} p(i,j)/(i^2 j^2)`."""
     return w.mean(1 / (_safe_level(w) ** 2 * w.j**2))
 
 
+@GLDM.feature
 def small_dependence_high_gray_level_emphasis(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\sum_{i,j} p(i,j)\,i^2/j^2`."""
     return w.mean(w.i**2 / w.j**2)
 
 
+@GLDM.feature
 def large_dependence_low_gray_level_emphasis(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\sum_{i,j} p(i,j)\,j^2/i^2`."""
     return w.mean(w.j**2 / _safe_level(w) ** 2)
 
 
+@GLDM.feature
 def large_dependence_high_gray_level_emphasis(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\sum_{i,j} p(i,j)\,i^2 j^2`."""
     return w.mean(w.i**2 * w.j**2)
 
 
+@NGTDM.feature
 def coarseness(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`1/\sum_i p_i s_i`; :math:`10^6` where the sum is 0."""
     _, p, s, _ = w.local
@@ -155,6 +176,7 @@ def coarseness(w: NeighbourhoodWindows) -> torch.Tensor:
     return torch.where(total != 0, 1 / torch.where(total != 0, total, 1), 1e6)
 
 
+@NGTDM.feature(name="Contrast")
 def ngtdm_contrast(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\frac{\sum_{i,j}p_ip_j(i-j)^2}{N_{g,p}(N_{g,p}-1)}\,\frac{\sum_i s_i}{N_z}`; 0 with one level."""
     level, p, s, present = w.local
@@ -166,6 +188,7 @@ def ngtdm_contrast(w: NeighbourhoodWindows) -> torch.Tensor:
     return torch.where(div != 0, value, 0)
 
 
+@NGTDM.feature
 def busyness(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\frac{\sum_i p_i s_i}{\sum_{i,j}|i p_i - j p_j|}`; 0 where the denominator is 0."""
     level, p, s, present = w.local
@@ -176,6 +199,7 @@ def busyness(w: NeighbourhoodWindows) -> torch.Tensor:
     return torch.where(spread != 0, (p * s).sum(-1) / torch.where(spread != 0, spread, 1), 0)
 
 
+@NGTDM.feature
 def complexity(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\frac{1}{N_z}\sum_{i,j}|i-j|\frac{p_is_i+p_js_j}{p_i+p_j}`."""
     level, p, s, present = w.local
@@ -185,6 +209,7 @@ def complexity(w: NeighbourhoodWindows) -> torch.Tensor:
     return torch.where(both, (li - lj).abs() * (si + sj) / divisor, 0).sum((1, 2)) / w.count
 
 
+@NGTDM.feature
 def strength(w: NeighbourhoodWindows) -> torch.Tensor:
     r""":math:`\frac{\sum_{i,j}(p_i+p_j)(i-j)^2}{\sum_i s_i}`; 0 where the denominator is 0."""
     level, p, s, present = w.local
@@ -195,26 +220,3 @@ def strength(w: NeighbourhoodWindows) -> torch.Tensor:
     return torch.where(total != 0, numerator / torch.where(total != 0, total, 1), 0)
 
 
-GLDM: dict[str, Callable[[NeighbourhoodWindows], torch.Tensor]] = {
-    "SmallDependenceEmphasis": small_dependence_emphasis,
-    "LargeDependenceEmphasis": large_dependence_emphasis,
-    "GrayLevelNonUniformity": gray_level_non_uniformity,
-    "DependenceNonUniformity": dependence_non_uniformity,
-    "DependenceNonUniformityNormalized": dependence_non_uniformity_normalized,
-    "GrayLevelVariance": gray_level_variance,
-    "DependenceVariance": dependence_variance,
-    "DependenceEntropy": dependence_entropy,
-    "LowGrayLevelEmphasis": low_gray_level_emphasis,
-    "HighGrayLevelEmphasis": high_gray_level_emphasis,
-    "SmallDependenceLowGrayLevelEmphasis": small_dependence_low_gray_level_emphasis,
-    "SmallDependenceHighGrayLevelEmphasis": small_dependence_high_gray_level_emphasis,
-    "LargeDependenceLowGrayLevelEmphasis": large_dependence_low_gray_level_emphasis,
-    "LargeDependenceHighGrayLevelEmphasis": large_dependence_high_gray_level_emphasis,
-}
-NGTDM: dict[str, Callable[[NeighbourhoodWindows], torch.Tensor]] = {
-    "Coarseness": coarseness,
-    "Contrast": ngtdm_contrast,
-    "Busyness": busyness,
-    "Complexity": complexity,
-    "Strength": strength,
-}

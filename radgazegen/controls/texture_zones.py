@@ -27,8 +27,8 @@ from functools import cached_property
 
 import torch
 
-from radgazegen.controls import texture_names
 from radgazegen.controls.multiset import ItemLists, tally
+from radgazegen.controls.texture_feature_set import FeatureSet
 from radgazegen.controls.texture_firstorder import EPS
 from radgazegen.controls.texture_glcm import ANGLES
 from radgazegen.controls.texture_neighbourhood import NEIGHBOURS, shift
@@ -129,8 +129,30 @@ def _single(short: str) -> Callable[[Objects], torch.Tensor]:
     return feature
 
 
-SHORT_NAMES = ("SE", "LE", "GLN", "GLNN", "SN", "SNN", "P", "GLV", "SV", "E", "LGLE", "HGLE", "SLGLE", "SHGLE",
-               "LLGLE", "LHGLE")  # fmt: skip
-"""The keys of :meth:`Objects.features`, in the order of pyradiomics' GLRLM and GLSZM feature names."""
-GLRLM = {name: _direction_mean(short) for name, short in zip(texture_names.GLRLM, SHORT_NAMES, strict=True)}
-GLSZM = {name: _single(short) for name, short in zip(texture_names.GLSZM, SHORT_NAMES, strict=True)}
+ZONE_FEATURES = (
+    # key of Objects.features, GLRLM name, GLSZM name (pyradiomics' order)
+    ("SE", "ShortRunEmphasis", "SmallAreaEmphasis"),
+    ("LE", "LongRunEmphasis", "LargeAreaEmphasis"),
+    ("GLN", "GrayLevelNonUniformity", "GrayLevelNonUniformity"),
+    ("GLNN", "GrayLevelNonUniformityNormalized", "GrayLevelNonUniformityNormalized"),
+    ("SN", "RunLengthNonUniformity", "SizeZoneNonUniformity"),
+    ("SNN", "RunLengthNonUniformityNormalized", "SizeZoneNonUniformityNormalized"),
+    ("P", "RunPercentage", "ZonePercentage"),
+    ("GLV", "GrayLevelVariance", "GrayLevelVariance"),
+    ("SV", "RunVariance", "ZoneVariance"),
+    ("E", "RunEntropy", "ZoneEntropy"),
+    ("LGLE", "LowGrayLevelRunEmphasis", "LowGrayLevelZoneEmphasis"),
+    ("HGLE", "HighGrayLevelRunEmphasis", "HighGrayLevelZoneEmphasis"),
+    ("SLGLE", "ShortRunLowGrayLevelEmphasis", "SmallAreaLowGrayLevelEmphasis"),
+    ("SHGLE", "ShortRunHighGrayLevelEmphasis", "SmallAreaHighGrayLevelEmphasis"),
+    ("LLGLE", "LongRunLowGrayLevelEmphasis", "LargeAreaLowGrayLevelEmphasis"),
+    ("LHGLE", "LongRunHighGrayLevelEmphasis", "LargeAreaHighGrayLevelEmphasis"),
+)
+"""The sixteen features both classes share: one computation (:meth:`Objects.features`), two pyradiomics names."""
+GLRLM: FeatureSet[Objects] = FeatureSet("glrlm")
+"""GLRLM features: each direction's value, averaged over the directions that have runs."""
+GLSZM: FeatureSet[Objects] = FeatureSet("glszm")
+"""GLSZM features: one zone list per kernel."""
+for _key, _run_name, _zone_name in ZONE_FEATURES:
+    GLRLM.feature(_direction_mean(_key), name=_run_name)
+    GLSZM.feature(_single(_key), name=_zone_name)
