@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[book,dev]"
 	touch $@
 
 book: install
@@ -27,7 +27,7 @@ test: install
 	$(BIN)/python -m pytest --nbval-lax runs/smoke/notebooks -p no:cacheprovider
 
 benchmark: install
-	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[book,dev,bench]"
 	$(BIN)/python benchmarks/gaze_heatmaps.py
 	$(BIN)/python benchmarks/radiomic_maps.py
 	$(BIN)/python benchmarks/sampling.py

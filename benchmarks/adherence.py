@@ -13,7 +13,7 @@ on the other side, **undecided** otherwise (the verdict rule of :mod:`radgazegen
 * downstream: mean AUROC of real + generated training images minus real alone above 0 (``--classification``).
 
     python benchmarks/adherence.py [--preset cpu] [--run-dir runs/cpu] [--pipeline-dir DIR] [--gaze NAME ...] [--classification]
-                                   [--json benchmarks/results/adherence_cpu.json]
+                                   [--json radgazegen/benchmark_results/adherence_cpu.json]
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Every case says what it expects: an error (of the named kind, naming the file wh
 * ``raw crash``: another exception (a traceback that names no file or problem);
 * ``silently wrong``: no error or warning where one is expected (or a wrong result).
 
-Prints the counts and every case that is not ``named``; writes ``benchmarks/results/bad_input_cpu.json``.
+Prints the counts and every case that is not ``named``; writes ``radgazegen/benchmark_results/bad_input_cpu.json``.
 """
 
 from __future__ import annotations
@@ -324,7 +324,7 @@ def resume_cases(phantom: Path, root: Path) -> list[Case]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="benchmarks/results/bad_input_cpu.json")
+    parser.add_argument("--out", default="radgazegen/benchmark_results/bad_input_cpu.json")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bad-input-"))
     try:

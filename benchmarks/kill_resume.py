@@ -15,7 +15,7 @@ it after a uniform random delay in ``(0, T)``, inspects what is on disk, then ru
 * **lost** when the run to completion fails or differs from the reference (every data set file, every control
   map, the final weights and the step log), or leaves temporary files behind.
 
-Prints one row per scenario and writes ``benchmarks/results/kill_resume_<machine>.json`` (``--out``).
+Prints one row per scenario and writes ``radgazegen/benchmark_results/kill_resume_<machine>.json`` (``--out``).
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=6, help="kills per scenario")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="benchmarks/results/kill_resume_cpu.json")
+    parser.add_argument("--out", default="radgazegen/benchmark_results/kill_resume_cpu.json")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     root = Path(tempfile.mkdtemp(prefix="kill-resume-"))

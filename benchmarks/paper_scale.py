@@ -41,7 +41,7 @@ from radgazegen.models.train import denoising_loss, make_optimizer, weight_dtype
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from tiny_sd import _clip_tokenizer  # noqa: E402  (an offline byte-level CLIP tokenizer; the ids are what matter)
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).parents[1] / "radgazegen" / "benchmark_results"
 PROMPT = "Moderate right pleural effusion with adjacent atelectasis. Heart size is normal."
 CONTROLS = ("canny", "sobel", "log", "lungs", "gaze")
 # Stable Diffusion 1.5's configurations (unet/, vae/, text_encoder/, scheduler/ config.json of the release)

@@ -6,7 +6,7 @@ worst relative difference over all features and voxels (``radgazegen.controls.re
 ``flash-radiomics`` (PyPI) runs side by side when it is installed, on CPU and, with a GPU, on CUDA;
 radgazegen also runs on CUDA when torch sees a GPU.
 
-    python benchmarks/radiomic_maps.py [--size 256] [--json benchmarks/results/radiomic_maps.json]
+    python benchmarks/radiomic_maps.py [--size 256] [--json radgazegen/benchmark_results/radiomic_maps.json]
 """
 
 from __future__ import annotations

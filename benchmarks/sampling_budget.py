@@ -9,7 +9,7 @@ setting is the reference of the speed-up (timed after an untimed warm-up call); 
 into a temporary folder, so nothing cached is timed.
 
     python benchmarks/sampling_budget.py [--preset cpu] [--readings 24] [--settings 8:0-1 4:0-1 8:0-0.5 ...]
-                                         [--json benchmarks/results/sampling_budget_cpu.json]
+                                         [--json radgazegen/benchmark_results/sampling_budget_cpu.json]
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     ship = _with_data_options(
         commands.add_parser("ship", help="export a trained run as a shipped checkpoint: curves, manifest, SHA-256")
     )
-    ship.add_argument("--out", required=True, help="the checkpoint folder to write (e.g. weights/phantom-64)")
+    ship.add_argument("--out", required=True, help="the checkpoint folder to write (e.g. radgazegen/weights/phantom-64)")
     ship.add_argument("--recipe", required=True, help="the shell script whose commands trained the run")
     ship.add_argument("--curve-readings", type=int, default=32, help="readings per point of the adherence curves")
 
@@ -118,7 +118,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _book(args: argparse.Namespace) -> int:
-    from radgazegen.book import NotebookFailed, build_book, execute_notebooks
+    try:
+        from radgazegen.book import NotebookFailed, build_book, execute_notebooks
+    except ImportError as err:
+        print(f"radgazegen book: the book tools are not installed ({err}); pip install 'radgazegen[book]'",
+              file=sys.stderr)  # fmt: skip
+        return 1
 
     started = time.perf_counter()
     try:

@@ -346,3 +346,91 @@ def training_curves_plot(curves: pd.DataFrame) -> plt.Figure:
         ax.legend(fontsize=7)
     figure.tight_layout()
     return figure
+
+
+def map_grid(maps: dict[str, np.ndarray], columns: int = 4, size: float = 2.6, cmap: str = "magma") -> plt.Figure:
+    """Titled maps in a grid, ``columns`` wide; an entry titled ``image`` is drawn in grey."""
+    rows = -(-len(maps) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * size, rows * size * 1.15), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, (title, values) in zip(axes.ravel()[: len(maps)], maps.items(), strict=True):
+        ax.imshow(values, cmap="gray" if title == "image" else cmap)
+        ax.set_title(title, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def agreement_plot(differences: pd.Series, tolerance: float = 1e-6, floor: float = 1e-18) -> plt.Figure:
+    """The largest relative difference of each ``<class>_<Feature>`` map (log scale, coloured by class) beside
+    the ``tolerance``; exact zeros are drawn at ``floor``."""
+    import seaborn as sns
+
+    classes = list(dict.fromkeys(name.split("_")[0] for name in differences.index))
+    palette = dict(zip(classes, sns.color_palette("tab10", len(classes)), strict=True))
+    shown = differences.clip(lower=floor)
+    figure, ax = plt.subplots(figsize=(14, 3.6))
+    ax.bar(range(len(shown)), shown, color=[palette[name.split("_")[0]] for name in shown.index])
+    ax.axhline(tolerance, color="red", linestyle="--", linewidth=1, label=f"tolerance {tolerance:g}")
+    ax.set_yscale("log")
+    ax.set_ylim(floor, max(1e-4, float(shown.max()) * 10))
+    ax.set_xticks(range(len(shown)), [name.split("_", 1)[1] for name in shown.index], rotation=90, fontsize=6)
+    ax.set_ylabel("max relative difference")
+    ax.set_title(f"texture_maps vs pyradiomics, every voxel; colours: {', '.join(classes)} (0 drawn at {floor:g})",
+                 fontsize=9)  # fmt: skip
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def speedup_plot(table: pd.DataFrame) -> plt.Figure:
+    """One panel per machine of :func:`radgazegen.benchmarks.radiomic_maps_table`: each method's speed-up over the
+    reference on the same machine (log scale), one bar per crop size."""
+    import seaborn as sns
+
+    machines = list(dict.fromkeys(table["machine"]))
+    figure, axes = plt.subplots(1, len(machines), figsize=(6 * len(machines), 3.2), squeeze=False)
+    for ax, machine in zip(axes[0], machines, strict=True):
+        part = table[table["machine"] == machine]
+        crops = sorted(set(part["crop"]), key=lambda crop: int(crop.split("x")[0]))
+        sns.barplot(data=part, y="method / device", x="speedup", hue="crop", hue_order=crops, ax=ax)
+        ax.axvline(1, color="black", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_title(f"{machine}\nreference (1x): {part['reference'].iloc[0]}", fontsize=9)
+        ax.set_xlabel("speed-up over the reference, same machine (log scale)")
+        ax.set_ylabel("")
+        ax.legend(title="crop", fontsize=8, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def validation_strip(panels: Sequence[tuple[str, np.ndarray]], title: str) -> plt.Figure:
+    """A training run's validation images top to bottom (:func:`radgazegen.models.train.validation_panels`):
+    the control maps (``"controls"``, in colour) then the samples at each validation step (grey, 8-bit)."""
+    figure, axes = plt.subplots(len(panels), 1, figsize=(7, 1.9 * len(panels)), squeeze=False)
+    for ax, (label, image) in zip(axes[:, 0], panels, strict=True):
+        ax.imshow(image, cmap="magma" if label == "controls" else "gray", vmin=0, vmax=255)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(label, fontsize=8)
+    axes[0, 0].set_title(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def adherence_bars(long: pd.DataFrame) -> plt.Figure:
+    """Mean (and standard error) of each control's adherence metric per sampling condition, side by side
+    (rows ``condition, control, metric, value`` as :meth:`~radgazegen.evaluation.protocols.SamplingAdherence.long`)."""
+    long = long.assign(label=long["control"] + "\n(" + long["metric"] + ")")
+    labels, names = list(dict.fromkeys(long["label"])), list(dict.fromkeys(long["condition"]))
+    width = 0.8 / len(names)
+    figure, ax = plt.subplots(figsize=(9, 3.6))
+    for k, name in enumerate(names):
+        part = long[long["condition"] == name].groupby("label")["value"]
+        means, errors = part.mean().reindex(labels), part.sem().reindex(labels)
+        ax.bar(np.arange(len(labels)) + k * width, means, width, yerr=errors, label=name, capsize=2)
+    ax.set_xticks(np.arange(len(labels)) + width * (len(names) - 1) / 2, labels, fontsize=8)
+    ax.set_ylabel("agreement with the given control")
+    ax.legend(fontsize=8, ncols=len(names))
+    figure.tight_layout()
+    return figure

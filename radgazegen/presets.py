@@ -140,10 +140,10 @@ PRESETS: dict[str, Preset] = {
                                segmenter_epochs=20,
                                classifier=ClassifierSettings((2, 4, 8, 6), image_size=64, epochs=15, batch_size=32)),
             hva="gaze_findings",
-            pipeline="weights/phantom-64",  # the shipped checkpoint (README, "The shipped phantom checkpoint")
+            pipeline="radgazegen/weights/phantom-64",  # the shipped checkpoint (README, "The shipped phantom checkpoint")
         ),
         Preset(
-            "shipped", "the shipped phantom checkpoint weights/phantom-64: the cpu model on 5x the data, trained 6x longer",
+            "shipped", "the shipped phantom checkpoint radgazegen/weights/phantom-64: the cpu model on 5x the data, trained 6x longer",
             0, 600, (576, 480), 64, "auto",
             ModelSettings((32, 64, 128), (False, False, True)),
             TrainSettings(base_steps=1200, controlnet_steps=300, batch_size=8, base_learning_rate=1e-3,

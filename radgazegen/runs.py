@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from radgazegen.data.phantom import ensure_phantom
+from radgazegen.data.phantom.truth import has_ground_truth
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.io import read_json, write_json_atomic
-from radgazegen.presets import Preset
+from radgazegen.presets import Preset, get_preset
 
 _TRACKED_PACKAGES = ("radgazegen", "torch", "numpy", "pandas", "scipy", "diffusers", "papermill", "jupyter-book")
 
@@ -81,3 +83,33 @@ def prepare_dataset(
         return ReflacxDataset(data_dir, images_dir or None)
     folder = run_dir_for(preset, run_dir) / "dataset"
     return ReflacxDataset(ensure_phantom(folder, preset.phantom_cases, preset.seed, preset.phantom_size))
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a chapter works on: the preset, its run folder, the data set and the torch device."""
+
+    preset: Preset
+    run_dir: Path
+    dataset: ReflacxDataset
+    device: str
+
+    @property
+    def is_phantom(self) -> bool:
+        """Whether the data set is the phantom (it has ground-truth finding and lung masks)."""
+        return has_ground_truth(self.dataset.root)
+
+    def __str__(self) -> str:
+        source = "the phantom" if self.is_phantom else str(self.dataset.root)
+        size = self.preset.control_size
+        return f"preset {self.preset.name}: {len(self.dataset)} readings from {source}; control maps {size}x{size}; device {self.device}"
+
+
+def open_run(preset: str, data_dir: str = "", images_dir: str = "", run_dir: str = "") -> Run:
+    """The run a chapter's ``parameters`` cell describes (empty strings mean "the default"): the preset by name
+    (``"auto"`` too), ``runs/<preset>`` unless ``run_dir``, real REFLACX at ``data_dir`` else the preset's phantom
+    (:func:`prepare_dataset`), and the preset's device."""
+    settings = get_preset(preset)
+    folder = run_dir_for(settings, run_dir or None)
+    dataset = prepare_dataset(settings, data_dir or None, folder, images_dir or None)
+    return Run(settings, folder, dataset, resolve_device(settings.device))

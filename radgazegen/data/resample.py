@@ -25,3 +25,11 @@ def area_resample(image: np.ndarray, out_shape: tuple[int, int], *, mean: bool =
     if mean:
         result /= (image.shape[0] / out_shape[0]) * (image.shape[1] / out_shape[1])
     return result
+
+
+def shrink_to(image: np.ndarray, long_side: int) -> np.ndarray:
+    """``image`` area-mean resampled so that its long side has ``long_side`` pixels (aspect kept)."""
+    if long_side < 1:
+        raise ValueError(f"long_side must be a positive number of pixels, got {long_side}")
+    scale = long_side / max(image.shape)
+    return area_resample(image, (max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))), mean=True)

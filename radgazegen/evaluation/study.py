@@ -31,7 +31,7 @@ from radgazegen.evaluation.cohort import (
 )
 from radgazegen.io import atomic_path, write_json_atomic
 from radgazegen.presets import Preset
-from radgazegen.runs import record
+from radgazegen.runs import open_run, record
 
 
 class Study:
@@ -272,17 +272,8 @@ def open_study(
     progress: bool = True,
     **options,
 ) -> Study:
-    """The study a chapter's ``parameters`` cell describes (empty strings mean "the default")."""
-    import warnings
-
-    from radgazegen.data.reflacx import DroppedFixationsWarning
-    from radgazegen.presets import get_preset
-    from radgazegen.runs import prepare_dataset, resolve_device, run_dir_for
-
-    warnings.simplefilter("ignore", DroppedFixationsWarning)
-    settings = get_preset(preset)
-    folder = run_dir_for(settings, run_dir or None)
-    dataset = prepare_dataset(settings, data_dir or None, folder, images_dir or None)
+    """The study a chapter's ``parameters`` cell describes (empty strings mean "the default"; :func:`~radgazegen.runs.open_run`)."""
+    run = open_run(preset, data_dir, images_dir, run_dir)
     options = {key: value or None for key, value in options.items()}
-    return Study(settings, folder, dataset, pipeline_dir=pipeline_dir or None, device=resolve_device(settings.device),
+    return Study(run.preset, run.run_dir, run.dataset, pipeline_dir=pipeline_dir or None, device=run.device,
                  progress=progress, **options)  # fmt: skip

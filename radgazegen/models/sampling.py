@@ -78,6 +78,32 @@ def sample_batch(
                 **preset.sampling.guidance(), generator=generators, progress=False).images  # fmt: skip
 
 
+def sample_prompts(
+    pipe: RadGazeGenPipeline,
+    prompts: str | Sequence[str],
+    given: dict[str, np.ndarray],
+    preset: Preset,
+    *,
+    controls: Sequence[str] | None = None,
+    mode: str = "multi",
+    scales: float | dict[str, float] = 1.0,
+    seeds: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Images ``(len(prompts), S, S)`` for free prompts and control maps, with the preset's sampler settings.
+
+    Of ``given`` ({control: (n, S, S)}) only the maps ``mode`` takes are passed (multi: those of ``controls``
+    when given, e.g. one gaze map of several); ``given={}`` samples from text alone. Image ``k`` is seeded
+    ``seeds[k]`` (default ``k``) with :func:`case_generators`.
+    """
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    takes = set(controls if controls is not None and mode == "multi" else pipe.controls_of(mode))
+    maps = {name: values for name, values in given.items() if name in takes}
+    generators = case_generators(preset.seed, seeds if seeds is not None else range(len(prompts)))
+    return pipe(prompts, maps, control_scales=scales, mode=mode,
+                num_inference_steps=preset.sampling.steps, **preset.sampling.guidance(), generator=generators,
+                progress=False).images  # fmt: skip
+
+
 def sample_readings(
     pipe: RadGazeGenPipeline,
     cases: Sequence[ReflacxCase],

@@ -1,6 +1,6 @@
 """The shipped phantom checkpoint: a trained run exported as a pipeline folder with its manifest, and its check.
 
-``weights/phantom-64/`` is a :meth:`~radgazegen.models.pipeline.RadGazeGenPipeline.save_pretrained` folder
+``radgazegen/weights/phantom-64/`` is a :meth:`~radgazegen.models.pipeline.RadGazeGenPipeline.save_pretrained` folder
 (safetensors, stored in float16 when that changes samples by less than :data:`FP16_TOLERANCE`; loaded
 back in float32 on a CPU) with ``manifest.json``: the commands that trained it, the preset, steps, seed,
 hardware and wall time of every network (summed over resumed runs, from its step log), their final losses, the training curves
@@ -28,10 +28,10 @@ from radgazegen.models.train import read_log, training_seconds
 from radgazegen.presets import Preset
 from radgazegen.runs import hardware, read_manifest, versions
 
-SHIPPED = Path("weights") / "phantom-64"
-"""The shipped checkpoint's folder, relative to the repository root."""
+SHIPPED = Path("radgazegen") / "weights" / "phantom-64"
+"""The shipped checkpoint's folder (package data), relative to the folder that holds the package."""
 REPOSITORY = Path(__file__).resolve().parents[2]
-"""The repository root of an editable install (where ``weights/`` lives)."""
+"""The folder that holds the ``radgazegen`` package: the repository root of an editable install, else site-packages."""
 RUN_NETWORKS = "run"
 """``pipeline_dir`` value that asks for the run's own trained networks even where the preset names a pipeline."""
 MANIFEST = "manifest.json"
@@ -134,6 +134,20 @@ def convert(folder: str | Path, out: str | Path) -> Path:
     return Path(out)
 
 
+def networks_table(manifest: dict) -> pd.DataFrame:
+    """One row per network of a shipped manifest: steps, seconds, mean loss of the last 50 steps, batch, device."""
+    return pd.DataFrame(manifest["networks"]).T[["steps", "seconds", "mean_loss_last_50", "batch_size", "device"]]
+
+
+def describe(manifest: dict) -> str:
+    """One sentence on how a shipped checkpoint was trained and stored."""
+    machine = manifest["hardware"]
+    where = machine.get("gpu") or f"{machine['cpus']} CPU cores ({machine['machine']})"
+    return (f"trained with preset {manifest['preset']!r}, seed {manifest['seed']}, on {where}; "
+            f"{manifest['wall_seconds'] / 3600:.1f} h of training in all; stored as {manifest['dtype']} "
+            f"(mean pixel change from float32: {manifest['fp16_mean_abs_difference']:.4f})")  # fmt: skip
+
+
 def find_shipped(folder: str | Path = SHIPPED) -> Path | None:
     """``folder`` in the working directory, else in the repository root; ``None`` if in neither."""
     return next((c for c in (Path(folder), REPOSITORY / folder) if c.is_dir()), None)
@@ -155,7 +169,7 @@ def pipeline_folder(preset: Preset, pipeline_dir: str | Path | None = None) -> P
     folder = Path(preset.pipeline)
     raise MissingWeightsError(
         f"{folder}: the {preset.name!r} preset samples this shipped pipeline, which is not here nor in {REPOSITORY} "
-        f"(it is tracked in the repository's git; clone it, pass pipeline_dir, or {RUN_NETWORKS!r} to sample the "
+        f"(it ships with the package; reinstall radgazegen, pass pipeline_dir, or {RUN_NETWORKS!r} to sample the "
         "networks chapter 03 trains)"
     )
 

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.utils import ProjectConfiguration, set_seed
@@ -472,6 +473,27 @@ def _save_grid(path: Path, images: np.ndarray, columns: int) -> None:
         grid[r * size[0] : (r + 1) * size[0], c * size[1] : (c + 1) * size[1]] = np.round(np.clip(image, 0, 1) * 255)
     with atomic_path(path) as tmp:
         Image.fromarray(grid).save(tmp, format="PNG")
+
+
+def validation_panels(folder: str | Path) -> list[tuple[str, np.ndarray]]:
+    """A training folder's validation images, oldest first: ``("controls", grid)`` when the network takes
+    controls, then ``("step <n>", grid)`` per validation (8-bit arrays, as written by training)."""
+    found = Path(folder) / "validation"
+    panels = [("controls", found / "controls.png")] if (found / "controls.png").is_file() else []
+    panels += [(f"step {int(path.stem.removeprefix('step-'))}", path) for path in sorted(found.glob("step-*.png"))]
+    return [(label, np.asarray(Image.open(path))) for label, path in panels]
+
+
+def training_table(run_dir: str | Path) -> pd.DataFrame:
+    """One row per network the run trained (from its manifest): steps, seconds (this execution's), seconds per
+    step, parameters in millions, device and processes."""
+    entries = read_manifest(run_dir).get("training", {})
+    return pd.DataFrame(
+        [{"network": key, "steps": e["steps"], "seconds": e["seconds"],
+          "s / step": e["seconds"] / max(e["steps"] - e["resumed_from"], 1), "parameters (M)": e["parameters"] / 1e6,
+          "device": e["device"], "processes": e["processes"]} for key, e in entries.items()],
+        columns=["network", "steps", "seconds", "s / step", "parameters (M)", "device", "processes"],
+    )  # fmt: skip
 
 
 def read_log(folder: str | Path) -> list[dict]:

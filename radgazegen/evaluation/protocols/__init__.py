@@ -21,7 +21,14 @@ The names below are re-exported so that ``from radgazegen.evaluation.protocols i
 """
 
 from radgazegen.evaluation.protocols.ablation import ablation_table
-from radgazegen.evaluation.protocols.adherence import LOWER_IS_BETTER, adherence_claims, adherence_table, adherence_tables
+from radgazegen.evaluation.protocols.adherence import (
+    LOWER_IS_BETTER,
+    SamplingAdherence,
+    adherence_claims,
+    adherence_table,
+    adherence_tables,
+    sampling_adherence,
+)
 from radgazegen.evaluation.protocols.attribution import attribution_table
 from radgazegen.evaluation.protocols.classification import classification_claims, classification_table
 from radgazegen.evaluation.protocols.longtail import longtail_claims, longtail_table
@@ -36,6 +43,7 @@ __all__ = [
     "ImageSet",
     "Placement",
     "QualityEvaluation",
+    "SamplingAdherence",
     "ablation_table",
     "adherence_claims",
     "adherence_table",
@@ -49,5 +57,6 @@ __all__ = [
     "placement_protocol",
     "placement_readings",
     "quality_table",
+    "sampling_adherence",
     "truth_masks",
 ]
