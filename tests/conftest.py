@@ -31,3 +31,18 @@ def disk_segmenter():
 
     images, masks = disks(64, 32, seed=0)
     return train_segmenter(images, masks, epochs=20, batch_size=8, width=8, progress=False)
+
+
+@pytest.fixture(scope="session")
+def trained_run(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A smoke-preset run on :func:`phantom_dir`: base UNet, multi-mode ControlNets for canny and gaze and one fused
+    ControlNet, trained once and shared by the model, study and chapter-helper tests (read-only: copy it first)."""
+    from radgazegen.data.reflacx import ReflacxDataset
+    from radgazegen.models.train import train
+    from radgazegen.presets import get_preset
+
+    smoke, run_dir, dataset = get_preset("smoke"), tmp_path_factory.mktemp("run"), ReflacxDataset(phantom_dir)
+    train(smoke, run_dir, "base", dataset, progress=False)
+    train(smoke, run_dir, "controlnet", dataset, controls=["canny", "gaze"], progress=False)
+    train(smoke, run_dir, "controlnet", dataset, mode="fused", controls=["canny", "gaze"], progress=False)
+    return run_dir

@@ -33,17 +33,6 @@ CONTROLS = ["canny", "gaze"]
 
 
 @pytest.fixture(scope="module")
-def trained_run(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A smoke-preset run: base UNet, two multi-mode ControlNets and one fused ControlNet."""
-    run_dir = tmp_path_factory.mktemp("run")
-    dataset = ReflacxDataset(phantom_dir)
-    train(SMOKE, run_dir, "base", dataset, progress=False)
-    train(SMOKE, run_dir, "controlnet", dataset, controls=CONTROLS, progress=False)
-    train(SMOKE, run_dir, "controlnet", dataset, mode="fused", controls=CONTROLS, progress=False)
-    return run_dir
-
-
-@pytest.fixture(scope="module")
 def pipe(trained_run: Path) -> RadGazeGenPipeline:
     return pipeline_from_run(trained_run, SMOKE)
 

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_environment_yml_lists_the_same_packages_as_pyproject() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    extras = project["optional-dependencies"]
+    declared = set(project["dependencies"]) | set(extras["book"]) | set(extras["dev"])
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
     listed = {p for p in pip_section if p != "-e ."}
@@ -26,10 +27,16 @@ def test_pyradiomics_comes_from_the_maintained_distribution() -> None:
         for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     }
     assert "pyradiomics-bhklab" in names and "pyradiomics" not in names
-    assert any(
-        d.startswith("jupyter-book>=1.0.4,<2")
-        for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    )
+
+
+def test_book_tools_are_an_extra_that_make_installs_and_the_chapters_do_not_need() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = lambda specs: {re.split(r"[<>=!~ ,]", d)[0] for d in specs}  # noqa: E731
+    book = names(project["optional-dependencies"]["book"])
+    assert {"jupyter-book", "papermill", "sphinx-mathjax-offline"} <= book
+    assert not book & names(project["dependencies"]), "the book tools stay out of what Colab installs"
+    assert "nbval" not in names(project["dependencies"])
+    assert re.search(r'pip install --quiet -e "\.\[book,dev\]"', (ROOT / "Makefile").read_text())
 
 
 def test_readme_setup_is_exactly_two_commands_that_the_makefile_defines() -> None:

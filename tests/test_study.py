@@ -15,7 +15,6 @@ from radgazegen.evaluation.cohort import Cohort, label_matrix, reading_findings,
 from radgazegen.evaluation.results import results_tables, write_results_tables
 from radgazegen.evaluation.stats import bootstrap
 from radgazegen.models.assembly import pipeline_from_run
-from radgazegen.models.train import train
 from radgazegen.presets import get_preset
 
 SMOKE = get_preset("smoke")
@@ -70,13 +69,8 @@ def test_reflacx_cohort_images_and_split(phantom_dir: Path, tmp_path: Path) -> N
 
 
 @pytest.fixture(scope="module")
-def trained_pipe(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    run_dir = tmp_path_factory.mktemp("study_run")
-    dataset = ReflacxDataset(phantom_dir)
-    train(SMOKE, run_dir, "base", dataset, progress=False)
-    train(SMOKE, run_dir, "controlnet", dataset, controls=["canny", "gaze"], progress=False)
-    train(SMOKE, run_dir, "controlnet", dataset, mode="fused", controls=["canny", "gaze"], progress=False)
-    return run_dir, dataset, pipeline_from_run(run_dir, SMOKE)
+def trained_pipe(phantom_dir: Path, trained_run: Path):
+    return trained_run, ReflacxDataset(phantom_dir), pipeline_from_run(trained_run, SMOKE)
 
 
 def test_configurations_follow_the_trained_networks(trained_pipe) -> None:
