@@ -121,6 +121,7 @@ def test_no_internal_link_or_resource_is_broken(smoke_html: Path) -> None:
     assert not broken, "\n".join(broken)
 
 
+@pytest.mark.slow
 def test_pages_load_in_chromium_without_errors_and_with_every_image(smoke_html: Path, server: str) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev dependency) drives Chromium")
     pages = sorted(p.relative_to(smoke_html).as_posix() for p in smoke_html.rglob("*.html") if "_static" not in p.parts)

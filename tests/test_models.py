@@ -378,6 +378,7 @@ def test_training_from_a_local_stable_diffusion_folder(phantom_dir: Path, tmp_pa
     assert images.shape == (1, 16, 16)
 
 
+@pytest.mark.slow
 def test_ddp_training_on_two_cpu_processes(phantom_dir: Path, tmp_path: Path) -> None:
     accelerate = Path(sys.executable).with_name("accelerate")
     command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
