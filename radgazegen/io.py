@@ -158,11 +158,17 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+BYTECODE_CACHE = "__pycache__"
+"""Python's bytecode caches (pip writes one beside a folder's ``.py`` file when it installs it): never digested."""
+
+
 def file_digests(folder: str | Path, *, exclude: str = "manifest.json") -> dict[str, str]:
-    """SHA-256 of every file under ``folder`` but those named ``exclude``, by POSIX path relative to it."""
+    """SHA-256 of every file under ``folder`` but those named ``exclude`` and Python's bytecode caches, by POSIX
+    path relative to it."""
     folder = Path(folder)
     return {path.relative_to(folder).as_posix(): sha256(path) for path in sorted(folder.rglob("*"))
-            if path.is_file() and path.name != exclude}  # fmt: skip
+            if path.is_file() and path.name != exclude
+            and BYTECODE_CACHE not in path.relative_to(folder).parts}  # fmt: skip
 
 
 def verify_digests(folder: str | Path, listed: dict[str, str], manifest: str | Path, *, exclude: str = "manifest.json"

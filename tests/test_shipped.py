@@ -114,6 +114,10 @@ def test_export_verify_and_load_back(study: Study, tmp_path: Path) -> None:
     theirs = trained(prompt, num_inference_steps=3, generator=generator(), progress=False).images
     assert np.abs(ours - theirs).mean() <= 2 / 255
 
+    cache = out / "__pycache__" / "pipeline_radgazegen.cpython-311.pyc"  # what pip writes when it installs the package
+    cache.parent.mkdir()
+    cache.write_bytes(b"bytecode")
+    verify(out)  # a bytecode cache is not part of the checkpoint
     weights = out / "unet" / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     with pytest.raises(ChecksumError, match="diffusion_pytorch_model.safetensors: SHA-256 differs"):
