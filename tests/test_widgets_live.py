@@ -26,6 +26,7 @@ CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", 
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]  # fmt: skip
 IMAGE = ".widget-output img"
+SCREENSHOTS = SMOKE_RUN / "screenshots"  # live-<chapter>.png: the page after the control moved (or where it failed)
 
 pytestmark = [
     pytest.mark.slow,
@@ -54,13 +55,18 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                                    parameters={"preset": "smoke", "run_dir": str(SMOKE_RUN), "interactive": True},
                                    prepare_only=True, progress_bar=False)  # fmt: skip
     port, token = _free_port(), secrets.token_hex(16)
-    environment = os.environ | {"JUPYTER_CONFIG_DIR": str(folder / ".config"), "JUPYTER_RUNTIME_DIR": str(folder / ".run")}
+    log = (folder / "lab.log").open("w")
+    settings = folder / ".settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    settings.parent.mkdir(parents=True)
+    settings.write_text('{"windowingMode": "none"}')  # render every cell, not only those in view
+    environment = os.environ | {"JUPYTER_CONFIG_DIR": str(folder / ".config"), "JUPYTER_RUNTIME_DIR": str(folder / ".run"),
+                                "JUPYTERLAB_SETTINGS_DIR": str(folder / ".settings")}  # fmt: skip
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
          "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}",
-         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
-         "jupyterlab.NeverCheckForUpdate"],
-        cwd=folder, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+         "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", *(["--allow-root"] if os.geteuid() == 0 else [])],
+        cwd=folder, env=environment, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -70,17 +76,18 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 break
             except OSError:
                 if server.poll() is not None:
-                    pytest.fail(f"JupyterLab exited: {server.stderr.read()[-3000:]}")
+                    pytest.fail(f"JupyterLab exited: {(folder / 'lab.log').read_text()[-3000:]}")
                 time.sleep(0.5)
         yield f"{url}|{token}"
     finally:
         server.terminate()
         server.wait(timeout=30)
+        log.close()
 
 
 def _run_notebook(page, url: str, token: str, name: str) -> str:
     """Open ``name``, run every cell, and return the ``src`` of the widget's first image."""
-    page.goto(f"{url}/lab/tree/{name}.ipynb?token={token}")
+    page.goto(f"{url}/lab/tree/{name}.ipynb?token={token}&reset")  # reset: no tab of an earlier test stays open
     page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
                            " && window.jupyterapp.shell.currentWidget.sessionContext"
                            " && window.jupyterapp.shell.currentWidget.sessionContext.session"
@@ -116,17 +123,21 @@ def test_moving_a_control_changes_the_widget_image(lab: str, chapter: str, slide
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            before = _run_notebook(page, url, token, chapter)
-            handle = page.locator(".widget-slider .noUi-handle").nth(slider)
-            value = handle.get_attribute("aria-valuenow")
-            handle.scroll_into_view_if_needed()
-            handle.focus()
-            for _ in range(abs(presses)):
-                page.keyboard.press("ArrowRight" if presses > 0 else "ArrowLeft")
-            page.wait_for_function("([el, value]) => el.getAttribute('aria-valuenow') !== value",
-                                   arg=[handle.element_handle(), value], timeout=10_000)  # fmt: skip
-            if button:
-                page.locator(".widget-button", has_text=button).click()
-            _image_changes(page, before)
+            try:
+                before = _run_notebook(page, url, token, chapter)
+                handle = page.locator(".widget-slider .noUi-handle").nth(slider)
+                value = handle.get_attribute("aria-valuenow")
+                handle.scroll_into_view_if_needed()
+                handle.focus()
+                for _ in range(abs(presses)):
+                    page.keyboard.press("ArrowRight" if presses > 0 else "ArrowLeft")
+                page.wait_for_function("([el, value]) => el.getAttribute('aria-valuenow') !== value",
+                                       arg=[handle.element_handle(), value], timeout=10_000)  # fmt: skip
+                if button:
+                    page.locator(".widget-button", has_text=button).click()
+                _image_changes(page, before)
+            finally:
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=SCREENSHOTS / f"live-{chapter}.png", full_page=True)
         finally:
             browser.close()
