@@ -36,6 +36,7 @@ benchmark: install
 	$(BIN)/python benchmarks/bad_input.py
 	$(BIN)/python benchmarks/kill_resume.py
 	$(BIN)/python benchmarks/paper_scale.py
+	$(BIN)/python benchmarks/install_time.py
 
 clean:
 	rm -rf _build runs book/chapters
