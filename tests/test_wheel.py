@@ -48,7 +48,8 @@ def test_the_wheel_in_a_fresh_venv_runs_every_chapter_from_an_empty_folder(tmp_p
     venv = tmp_path / "venv"
     _run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", str(venv)])
     python = venv / "bin" / "python"
-    install_seconds = _run([str(python), "-m", "pip", "install", "--quiet", "torch==2.13.0", str(wheel), *RUNNER])
+    install_seconds = _run([str(python), "-m", "pip", "install", "--quiet", "--no-compile", "torch==2.13.0", str(wheel),
+                            *RUNNER])  # fmt: skip  (--no-compile: Python compiles what the chapters import anyway)
     probe = subprocess.run([str(python), "-c", "import importlib.util as u, radgazegen; print(radgazegen.__file__);"
                             "print(u.find_spec('jupyter_book') is None, u.find_spec('papermill') is None)"],
                            capture_output=True, text=True, check=True, cwd=tmp_path).stdout.split()  # fmt: skip
