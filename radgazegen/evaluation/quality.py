@@ -11,6 +11,7 @@ r"""Image-quality metrics for generated chest X-rays: feature distances, structu
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -105,7 +106,9 @@ def kernel_inception_distance(
         raise ValueError(f"subset_size {subset_size} exceeds a set ({len(real)} real, {len(fake)} generated rows)")
     if isinstance(subsets, bool) or not isinstance(subsets, int) or subsets < 1:
         raise ValueError(f"subsets must be a positive integer, got {subsets!r}")
-    metric = KernelInceptionDistance(feature=_FeatureRows(real.shape[1]), subsets=subsets, subset_size=subset_size)
+    with warnings.catch_warnings():  # its "saves all extracted features in buffer" note: the rows are already in memory
+        warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer", category=UserWarning)
+        metric = KernelInceptionDistance(feature=_FeatureRows(real.shape[1]), subsets=subsets, subset_size=subset_size)
     metric.update(torch.from_numpy(real), real=True)
     metric.update(torch.from_numpy(fake), real=False)
     with torch.random.fork_rng(devices=[]):
