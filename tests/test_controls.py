@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from radgazegen.cli import main
-from radgazegen.controls.extract import extract_controls, load_controls, load_registry
+from radgazegen.controls.extract import extract_controls, load_controls, load_registry, stacked_controls
 from radgazegen.controls.lungs import dice, lung_mask, segment_lungs
 from radgazegen.controls.registry import (
     DEFAULT_CONTROLS,
@@ -102,6 +102,9 @@ def test_extraction_is_cached_resumable_and_normalised(phantom_copy: Path, tmp_p
         assert values.shape == (24, 24) and values.dtype == np.float32, name
         assert 0.0 <= values.min() and values.max() <= 1.0, name
     assert maps["gaze"].max() == 1.0 and set(np.unique(maps["lungs"])) <= {0.0, 1.0}
+    stacked = stacked_controls(run, dataset.ids[:3], ["gaze", "lungs"])
+    assert stacked["gaze"].shape == (3, 24, 24)
+    np.testing.assert_array_equal(stacked["lungs"][0], maps["lungs"])
     changed = ControlSettings(size=24, log_sigma=3.0)
     assert changed.key("log") != settings.key("log") and changed.key("sobel") == settings.key("sobel")
 

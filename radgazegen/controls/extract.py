@@ -151,5 +151,13 @@ def load_controls(run_dir: str | Path, case_id: str, names: Sequence[str], regis
     return found
 
 
+def stacked_controls(run_dir: str | Path, case_ids: Sequence[str], names: Sequence[str],
+                     registry: ControlRegistry | None = None) -> dict[str, np.ndarray]:  # fmt: skip
+    """``{name: (len(case_ids), S, S)}``: the cases' normalised maps of each control (:func:`load_controls`), stacked."""
+    registry = registry or load_registry(run_dir)
+    per_case = [load_controls(run_dir, case_id, names, registry) for case_id in case_ids]
+    return {name: np.stack([maps[name] for maps in per_case]) for name in names}
+
+
 def _path(folder: Path, settings: ControlSettings, name: str, case_id: str) -> Path:
     return folder / settings.key(name) / f"{case_id}.npy"

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from radgazegen.controls.extract import load_controls
+from radgazegen.controls.extract import stacked_controls
 from radgazegen.controls.registry import is_gaze
 from radgazegen.evaluation import placement
 from radgazegen.evaluation.adherence import adherence
@@ -162,7 +162,7 @@ def _gaze_measure(study, control: str, readings: int, steps: int, root: Path):
 def _map_measure(study, control: str, readings: int, steps: int, root: Path):
     cases = study.conditions[:readings]
     registry = study.pipe.registry
-    given = {control: np.stack([load_controls(study.run_dir, c.id, [control], registry)[control] for c in cases])}
+    given = stacked_controls(study.run_dir, [c.id for c in cases], [control], registry)
     segmenter = finding_segmenter(study)
 
     def measure(pipe, label: str, *, text_only: bool = False) -> dict[str, float]:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from radgazegen.controls.extract import case_controls, load_controls
+from radgazegen.controls.extract import case_controls, stacked_controls
 from radgazegen.data.images import save_png16
 from radgazegen.data.reflacx import ReflacxCase, ReflacxDataset
 from radgazegen.models.pipeline import RadGazeGenPipeline
@@ -68,8 +68,7 @@ def sample_batch(
     preset's number of denoising steps.
     """
     names = [] if mode == TEXT_ONLY else list(controls if controls is not None else pipe.controls_of(mode))
-    per_case = [load_controls(run_dir, case.id, names, pipe.registry) if names else {} for case in cases]
-    maps = {name: np.stack([m[name] for m in per_case]) for name in names}
+    maps = stacked_controls(run_dir, [case.id for case in cases], names, pipe.registry) if names else {}
     generators = case_generators(
         preset.seed, seeds if seeds is not None else [seed_offset + k for k in range(len(cases))]
     )

@@ -44,7 +44,7 @@ from diffusers.training_utils import EMAModel
 from PIL import Image
 from tqdm.auto import tqdm
 
-from radgazegen.controls.extract import extract_controls, load_controls, load_registry
+from radgazegen.controls.extract import extract_controls, load_registry, stacked_controls
 from radgazegen.controls.registry import ControlRegistry, ControlSettings, check_names
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.data.reports import strip_locations
@@ -450,8 +450,7 @@ def _validate(model, unet, stage, controls, mode, ema, text_encoder, tokenizer, 
     prompts = [case.transcription() for case in cases]
     maps = {}
     if controls:
-        per_case = [load_controls(run_dir, case.id, controls, registry) for case in cases]
-        maps = {name: np.stack([m[name] for m in per_case]) for name in controls}
+        maps = stacked_controls(run_dir, [case.id for case in cases], controls, registry)
         if not (out / "controls.png").is_file():
             _save_grid(out / "controls.png", np.concatenate([maps[name] for name in controls]), len(cases))
     generator = torch.Generator().manual_seed(preset.seed)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from radgazegen.controls.extract import load_controls
+from radgazegen.controls.extract import stacked_controls
 from radgazegen.data.image_cache import cached_image
 from radgazegen.data.phantom.truth import has_ground_truth, read_findings
 from radgazegen.data.reflacx import ReflacxCase
@@ -34,8 +34,7 @@ def adherence_tables(study: Study) -> dict[str, pd.DataFrame]:
     """
     names = list(study.preset.controls)
     registry = study.pipe.registry
-    given_per_case = [load_controls(study.run_dir, case.id, names, registry) for case in study.conditions]
-    given = {name: np.stack([g[name] for g in given_per_case]) for name in names}
+    given = stacked_controls(study.run_dir, [case.id for case in study.conditions], names, registry)
     has_finding = study.condition_cohort.labels.any(axis=1)
     segmenter = finding_segmenter(study)
     tables = {
@@ -107,8 +106,7 @@ def sampling_adherence(study: Study, cases: Sequence[ReflacxCase], controls: Seq
     (``metrics/control_adherence``).
     """
     pipe, run_dir, preset = study.pipe, study.run_dir, study.preset
-    given = {name: np.stack([load_controls(run_dir, case.id, [name], pipe.registry)[name] for case in cases])
-             for name in controls}  # fmt: skip
+    given = stacked_controls(run_dir, [case.id for case in cases], controls, pipe.registry)
     truth = read_findings(study.dataset.root) if has_ground_truth(study.dataset.root) else None
     has_finding = None if truth is None else [bool((truth["id"] == case.id).any()) for case in cases]
     conditions = {"real image": np.stack([cached_image(case, run_dir, preset.control_size) for case in cases])}

@@ -3,10 +3,9 @@ gaze heatmap and the ground-truth finding masks."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from radgazegen.controls.extract import extract_controls, load_controls
+from radgazegen.controls.extract import extract_controls, stacked_controls
 from radgazegen.evaluation.attribution import attribution_agreement, grad_cam, integrated_gradients
 from radgazegen.evaluation.classify import resize
 from radgazegen.evaluation.protocols.truth import truth_masks
@@ -29,7 +28,7 @@ def attribution_table(study: Study, configuration: str = "both", method: str = "
     sets["generated"] = (ids, images)
     tables, maps = [], {}
     for name, (case_ids, batch) in sets.items():
-        gaze = np.stack([load_controls(study.run_dir, i, ["gaze"], study.pipe.registry)["gaze"] for i in case_ids])
+        gaze = stacked_controls(study.run_dir, case_ids, ["gaze"], study.pipe.registry)["gaze"]
         masks = truth_masks(study, case_ids)
         tensor = classifier.inputs(batch)
         target = classifier.predict(batch).argmax(1).tolist()
