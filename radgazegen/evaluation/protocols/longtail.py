@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from radgazegen.evaluation import bank, longtail
-from radgazegen.evaluation.longtail import single_label_cases
 from radgazegen.evaluation.claims import HIGHER, Claim
 from radgazegen.evaluation.cohort import NO_FINDING, reading_findings
 from radgazegen.evaluation.stats import bootstrap
@@ -95,7 +94,7 @@ def longtail_claims(study: Study, configuration: str = "both") -> list[Claim]:
 def _single_label(cohort, classes: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Rows of ``cohort`` with at most one finding and their class index in ``classes`` (default: the classes seen)."""
     names = [NO_FINDING, *cohort.classes]
-    rows, index = single_label_cases(cohort.with_classes(names).labels, names, NO_FINDING)
+    rows, index = longtail.single_label_cases(cohort.with_classes(names).labels, names, NO_FINDING)
     if classes is None:
         classes = [names[k] for k in sorted(set(index.tolist()))]
     keep = np.array([names[k] in classes for k in index], bool)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from radgazegen.data.phantom import ensure_phantom, phantom_manifest
+from radgazegen.data.phantom import ensure_phantom
+from radgazegen.data.phantom.truth import has_ground_truth
 from radgazegen.data.reflacx import ReflacxDataset
 from radgazegen.evaluation import bank
 from radgazegen.evaluation.claims import Claim
@@ -64,7 +65,7 @@ def placement_readings(study: Study, *, selection: bool = False):
     ``seed + 4`` and ``seed + 5``), or the validation readings.
     """
     settings, preset = study.settings, study.preset
-    if phantom_manifest(study.dataset.root) is None:
+    if not has_ground_truth(study.dataset.root):
         held = [case for case in study.dataset if case.split == ("validate" if selection else "test")]
         readings = [case for case in held if is_placement_reading(case)][: settings.placement_readings]
         donors = [case for case in held if not case.positive_labels()][: settings.placement_donors]
