@@ -18,7 +18,10 @@ from pydicom.data import get_testdata_file
 
 from radgazegen.controls.multiset import DENSE_LIMIT, tally
 from radgazegen.controls.reference import pyradiomics_features, pyradiomics_maps, relative_difference
-from radgazegen.controls.texture import segment_features, texture_maps
+from radgazegen.controls.cpu_threads import one_thread_per_op, thread_map, workers
+from radgazegen.controls.texture import segment_features, texture_maps, texture_maps_batch
+from radgazegen.controls.texture_glcm import FEATURES as GLCM_FEATURES
+from radgazegen.controls.texture_glcm_windows import CooccurrenceWindows, box_sum
 from radgazegen.controls.texture_feature_set import FeatureSet, camel_case
 from radgazegen.controls.texture_names import FEATURE_SETS, IMPLEMENTED, expand_features
 from radgazegen.data.images import load_image, load_mask
@@ -214,3 +217,67 @@ def test_cuda_maps_equal_cpu_maps(radiograph: np.ndarray) -> None:
 def test_texture_maps_refuse_images_with_no_texture_to_measure(image: np.ndarray) -> None:
     with pytest.raises(ValueError, match="image must (hold numbers|be 2-D .* at least two voxels)"):
         texture_maps(image, "glcm_Contrast")
+
+
+def test_batch_equals_one_call_per_image(radiograph: np.ndarray, phantom_case) -> None:
+    """Each image discretised on its own; box-summed GLCM features batched, the rest per image; masks too."""
+    crops = np.stack([radiograph[1000 + 9 * k : 1024 + 9 * k, 800 + 5 * k : 824 + 5 * k] for k in range(4)])
+    masks = np.stack([_blob((24, 24)) | (k % 2 == 0) for k in range(4)])
+    features = ["glcm_Contrast", "glcm_ClusterShade", "glcm_JointEntropy", "firstorder_Median", "gldm_DependenceEntropy"]
+    batched = texture_maps_batch(crops, features, masks=masks, kernel_radius=1, bin_count=16)
+    for k, (image, mask) in enumerate(zip(crops, masks, strict=True)):
+        single = texture_maps(image, features, mask=mask, kernel_radius=1, bin_count=16)
+        for name in features:
+            np.testing.assert_array_equal(batched[name][k], single[name], err_msg=name)
+    image, lungs = phantom_case
+    shapes = [image[:40, :48], image[8:40, 8:40]]
+    unstacked = texture_maps_batch(shapes, "glcm_Idmn", stacked=False)
+    for found, part in zip(unstacked, shapes, strict=True):
+        np.testing.assert_array_equal(found["glcm_Idmn"], texture_maps(part, "glcm_Idmn")["glcm_Idmn"])
+    with pytest.raises(ValueError, match="different shapes"):
+        texture_maps_batch(shapes, "glcm_Idmn")
+    with pytest.raises(ValueError, match="image 1: .*non-finite"):
+        texture_maps_batch([crops[0], np.full((24, 24), np.nan)], "glcm_Idmn")
+    with pytest.raises(ValueError, match=r"\(images, height, width\)"):
+        texture_maps_batch(crops[0], "glcm_Idmn")
+    with pytest.raises(ValueError, match="3 masks for 4 images"):
+        texture_maps_batch(crops, "glcm_Idmn", masks=masks[:3])
+
+
+def test_box_sums_equal_pair_lists(radiograph: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The box-summed GLCM features (int64 central moments) equal the gathered pair lists' (centred moments)."""
+    image = radiograph[1100:1136, 880:916]
+    mask = _blob(image.shape)
+    summed = [f"glcm_{name}" for name in GLCM_FEATURES.kernel_sums]
+    assert len(summed) == 16 and "glcm_MCC" not in summed
+    windows = texture_maps(image, summed, kernel_radius=3, bin_count=24, mask=mask)
+    monkeypatch.setattr(CooccurrenceWindows, "exact", staticmethod(lambda radius, max_level: False))
+    lists = texture_maps(image, summed, kernel_radius=3, bin_count=24, mask=mask)
+    for name in summed:
+        np.testing.assert_allclose(windows[name], lists[name], rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_exact_bound_and_box_sum() -> None:
+    assert CooccurrenceWindows.exact(2, 32) and CooccurrenceWindows.exact(5, 32) and CooccurrenceWindows.exact(3, 64)
+    assert not CooccurrenceWindows.exact(2, 2000) and not CooccurrenceWindows.exact(6, 64)
+    values = torch.randint(0, 9, (2, 7, 9))
+    boxes = box_sum(values, 3, 4)
+    assert boxes.shape == (2, 5, 6)
+    assert int(boxes[1, 2, 3]) == int(values[1, 2:5, 3:7].sum()) and int(boxes[0, 0, 0]) == int(values[0, :3, :4].sum())
+
+
+def test_one_thread_per_op_is_restored_and_thread_maps_keep_order(radiograph: np.ndarray) -> None:
+    before = torch.get_num_threads()
+    with one_thread_per_op(torch.device("cpu")):
+        assert torch.get_num_threads() == 1 and workers() == before
+        assert list(thread_map(lambda k: list(thread_map(lambda j: j * k, range(3))), range(4))) == [
+            [0, 0, 0], [0, 1, 2], [0, 2, 4], [0, 3, 6]]  # fmt: skip
+    assert torch.get_num_threads() == before
+    image = radiograph[1000:1032, 800:832]
+    shared = texture_maps(image, "glcm_MCC")
+    torch.set_num_threads(1)
+    try:
+        alone = texture_maps(image, "glcm_MCC")
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(shared["glcm_MCC"], alone["glcm_MCC"])

@@ -19,33 +19,35 @@ class Tally:
     """Counts of the valid keys of each row (last axis) of a ``(..., n)`` tensor.
 
     ``counts[..., s]`` is the multiplicity of slot ``s`` (a key's bin, or the ``s``-th distinct key),
-    zero for unused slots; ``slot[..., m]`` the slot of element ``m``, ``-1`` for invalid elements.
-    Slots are in ascending key order either way.
+    zero for unused slots; ``slot[..., m]`` the slot of element ``m`` (some slot in range for invalid
+    elements, which ``valid`` marks). Slots are in ascending key order either way.
     """
 
     counts: torch.Tensor
     slot: torch.Tensor
+    valid: torch.Tensor
 
     @property
     def element_counts(self) -> torch.Tensor:
         """The multiplicity of each element's own key (0 for invalid elements)."""
-        gathered = self.counts.gather(-1, self.slot.clamp(min=0))
-        return torch.where(self.slot >= 0, gathered, 0)
+        return torch.where(self.valid, self.counts.gather(-1, self.slot), 0)
 
     @property
     def ranks(self) -> tuple[torch.Tensor, int]:
-        """Each element's rank among its row's distinct keys (0 for invalid elements), and the most keys in a row."""
+        """Each element's rank among its row's distinct keys (some rank in range for invalid elements), and the
+        most keys in a row."""
         used = self.counts > 0
-        compact = torch.cumsum(used, dim=-1) - 1
-        return compact.gather(-1, self.slot.clamp(min=0)).clamp(min=0), int(used.sum(-1).max())
+        compact = (torch.cumsum(used, dim=-1) - 1).clamp_(min=0)
+        return compact.gather(-1, self.slot), int(used.sum(-1).max())
 
 
 def tally(keys: torch.Tensor, valid: torch.Tensor, n_keys: int) -> Tally:
     """Count the valid keys (integers in ``[0, n_keys)``) of each row of ``keys``."""
     if n_keys <= DENSE_LIMIT:
+        kept = torch.where(valid, keys, 0)
         counts = torch.zeros((*keys.shape[:-1], n_keys), dtype=torch.int32, device=keys.device)
-        counts.scatter_add_(-1, torch.where(valid, keys, 0), valid.int())
-        return Tally(counts=counts, slot=torch.where(valid, keys, -1))
+        counts.scatter_add_(-1, kept, valid.int())
+        return Tally(counts=counts, slot=kept, valid=valid)
     sentinel = torch.iinfo(keys.dtype).max
     ordered, order = torch.sort(torch.where(valid, keys, sentinel), dim=-1)
     live = ordered != sentinel
@@ -54,8 +56,8 @@ def tally(keys: torch.Tensor, valid: torch.Tensor, n_keys: int) -> Tally:
     run_index = torch.cumsum(starts, dim=-1) - 1
     counts = torch.zeros(keys.shape, dtype=torch.int32, device=keys.device)
     counts.scatter_add_(-1, run_index.clamp(min=0), live.int())
-    slot = torch.empty_like(run_index).scatter_(-1, order, torch.where(live, run_index, -1))
-    return Tally(counts=counts, slot=slot)
+    slot = torch.empty_like(run_index).scatter_(-1, order, run_index.clamp(min=0))
+    return Tally(counts=counts, slot=slot, valid=valid)
 
 
 class ItemLists:

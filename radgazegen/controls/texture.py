@@ -22,15 +22,17 @@ equal size. Everything runs on the tensor's device, CPU or CUDA.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from radgazegen.controls import texture_firstorder, texture_glcm, texture_neighbourhood, texture_zones
-from radgazegen.controls.multiset import tally
+from radgazegen.controls.cpu_threads import in_background, one_thread_per_op, thread_map, workers
+from radgazegen.controls.texture_glcm_windows import CooccurrenceWindows
 from radgazegen.controls.texture_names import expand_features
 
 PROGRESS_VOXELS = 1 << 18
@@ -65,15 +67,70 @@ def texture_maps(
     ``device`` defaults to the image's device (CPU for numpy input). ``chunk_size`` voxels are processed
     at a time (default 4096 on CPU, where it keeps the work in cache, and 65536 on CUDA).
     """
+    return texture_maps_batch(
+        [image], features, kernel_radius=kernel_radius, bin_count=bin_count, bin_width=bin_width,
+        masks=None if mask is None else [mask], masked_kernel=masked_kernel,
+        device=device, dtype=dtype, chunk_size=chunk_size, progress=progress, stacked=False,
+    )[0]  # fmt: skip
+
+
+def texture_maps_batch(
+    images: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
+    features: str | Iterable[str],
+    *,
+    kernel_radius: int = 2,
+    bin_count: int | None = 32,
+    bin_width: float | None = None,
+    masks: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor] | None = None,
+    masked_kernel: bool = True,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float64,
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+    stacked: bool = True,
+):
+    """The maps of many 2-D images in one call, equal to one :func:`texture_maps` call per image.
+
+    ``images``: an ``(images, height, width)`` array or tensor, or a sequence of 2-D images (``masks``
+    alike, or ``None``). Each image is discretised on its own, as its single call would be. The GLCM
+    features that are functions of sums over a kernel's pairs (``texture_glcm.FEATURES.kernel_sums``:
+    contrast, correlation, the inverse differences, ...) are computed for all images of one shape
+    together, by box filters over their stacked pair images; the others image by image. Returns
+    name -> ``(images, height, width)`` array when ``stacked`` (the images must share a shape), else a
+    list of ``{name: map}``, one per image.
+    """
     names = expand_features(features)
-    image_array, mask_array = as_arrays(image, mask)
+    if isinstance(images, np.ndarray | torch.Tensor) and images.ndim != 3:
+        raise ValueError(f"images must be (images, height, width) or a sequence of 2-D images, got shape {tuple(images.shape)}")
+    listed = list(images)
+    if not listed:
+        raise ValueError("no images given")
+    mask_list = [None] * len(listed) if masks is None else list(masks)
+    if len(mask_list) != len(listed):
+        raise ValueError(f"{len(mask_list)} masks for {len(listed)} images")
+    checked = []
+    for number, (image, mask) in enumerate(zip(listed, mask_list, strict=True)):
+        try:
+            checked.append(as_arrays(image, mask))
+        except ValueError as err:
+            if len(listed) == 1:
+                raise
+            raise ValueError(f"image {number}: {err}") from err
+    if stacked and len({image.shape for image, _ in checked}) > 1:
+        raise ValueError(f"images of different shapes {sorted({i.shape for i, _ in checked})}: pass stacked=False")
     _check_settings(kernel_radius, bin_count, bin_width, chunk_size or 1)
     if device is None:
-        device = image.device if isinstance(image, torch.Tensor) else "cpu"
+        first = listed[0]
+        device = first.device if isinstance(first, torch.Tensor) else "cpu"
+    device = torch.device(device)
     if chunk_size is None:
-        chunk_size = 65536 if torch.device(device).type == "cuda" else 4096
-    return _maps(image_array, mask_array, names, kernel_radius, bin_count, bin_width, masked_kernel,
-                 torch.device(device), dtype, chunk_size, progress)  # fmt: skip
+        chunk_size = 65536 if device.type == "cuda" else 4096
+    with one_thread_per_op(device):
+        maps = _maps([i for i, _ in checked], [m for _, m in checked], names, kernel_radius, bin_count, bin_width,
+                     masked_kernel, device, dtype, chunk_size, progress)  # fmt: skip
+    if not stacked:
+        return maps
+    return {name: np.stack([found[name] for found in maps]) for name in names}
 
 
 def segment_features(
@@ -168,13 +225,13 @@ def discretise(values: np.ndarray, bin_count: int | None, bin_width: float | Non
 class _Kernels:
     """Flat padded grids of one region and the offsets that gather kernels and pairs from them."""
 
-    levels: torch.Tensor  # grey level per cell (0 = not in the kernel), sentinel 0 appended
+    levels: torch.Tensor  # grey level per cell (0 = not in the kernel)
     values: torch.Tensor  # intensity per cell (nan = not in the kernel)
     centres: torch.Tensor  # flat index of each mask voxel
     window: torch.Tensor  # flat offsets of the kernel cells
-    first: torch.Tensor  # (angles, pairs) flat offsets of the first end of each pair
+    first: torch.Tensor  # (angles, pairs) flat offsets of the first end of each pair (the centre on padding)
     step: torch.Tensor  # (angles,) flat offset from the first to the second end
-    padding: torch.Tensor  # (angles, pairs) True where the pair slot is padding
+    real: torch.Tensor  # (angles, pairs) False on padding slots (angles with fewer pairs than the longest)
 
     def gather_window(self, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         index = centres[:, None] + self.window[None]
@@ -182,12 +239,8 @@ class _Kernels:
 
     def gather_pairs(self, centres: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         first = centres[:, None, None] + self.first[None]
-        second = first + self.step[None, :, None]
-        sentinel = self.levels.numel() - 1
-        first = torch.where(self.padding[None], sentinel, first)
-        second = torch.where(self.padding[None], sentinel, second)
-        a, b = self.levels[first], self.levels[second]
-        return a, b, (a > 0) & (b > 0)
+        a, b = self.levels[first], self.levels[first + self.step[None, :, None]]
+        return a, b, (a > 0) & (b > 0) & self.real[None]
 
 
 def _kernels(levels: np.ndarray, values: np.ndarray, targets: np.ndarray, radius: int, device, dtype) -> _Kernels:
@@ -198,32 +251,44 @@ def _kernels(levels: np.ndarray, values: np.ndarray, targets: np.ndarray, radius
     centres = (ys + radius) * padded_width + xs + radius
     span = range(-radius, radius + 1)
     window = [dy * padded_width + dx for dy in span for dx in span]
-    firsts, paddings = [], []
+    firsts = []
     for dy, dx in texture_glcm.ANGLES:
         offsets = [oy * padded_width + ox for oy in span for ox in span if -radius <= oy + dy <= radius
                    and -radius <= ox + dx <= radius]  # fmt: skip
         firsts.append(offsets)
     longest = max(len(o) for o in firsts)
-    paddings = [[False] * len(o) + [True] * (longest - len(o)) for o in firsts]
+    real = [[True] * len(o) + [False] * (longest - len(o)) for o in firsts]
     firsts = [o + [0] * (longest - len(o)) for o in firsts]
 
     def tensor(array, kind=torch.int64):
         return torch.as_tensor(np.asarray(array), dtype=kind, device=device)
 
     return _Kernels(
-        levels=tensor(np.append(level_grid, 0)),
-        values=tensor(np.append(value_grid, np.nan), dtype),
+        levels=tensor(level_grid),
+        values=tensor(value_grid, dtype),
         centres=tensor(centres),
         window=tensor(window),
         first=tensor(firsts),
         step=tensor([dy * padded_width + dx for dy, dx in texture_glcm.ANGLES]),
-        padding=tensor(paddings, torch.bool),
+        real=tensor(real, torch.bool),
     )
 
 
-def _maps(image, mask, names, radius, bin_count, bin_width, masked_kernel, device, dtype, chunk_size, progress):
-    if not names:
-        return {}
+@dataclass(frozen=True)
+class _Region:
+    """One image's region: the crop around its mask, its grey levels and the voxels whose maps are wanted."""
+
+    top: int
+    left: int
+    levels: np.ndarray  # discretised levels of the crop, 0 outside the kernel region
+    values: np.ndarray  # intensities of the crop, nan outside the kernel region
+    targets: np.ndarray  # the mask voxels inside the crop
+    n_levels: int
+    max_level: int
+
+
+def _region(image, mask, radius, bin_count, bin_width, masked_kernel) -> _Region:
+    """The mask's bounding box grown by the radius (clipped to the image), discretised as pyradiomics does."""
     rows, cols = np.nonzero(mask)
     top, left = max(rows.min() - radius, 0), max(cols.min() - radius, 0)
     bottom, right = min(rows.max() + radius + 1, image.shape[0]), min(cols.max() + radius + 1, image.shape[1])
@@ -231,61 +296,141 @@ def _maps(image, mask, names, radius, bin_count, bin_width, masked_kernel, devic
     targets = mask[top:bottom, left:right]
     in_kernel = targets if masked_kernel else np.ones(crop.shape, bool)
     levels, n_levels, max_level = _grey_levels(crop, in_kernel, bin_count, bin_width)
-    kernels = _kernels(levels, np.where(in_kernel, crop, np.nan), targets, radius, device, dtype)
+    return _Region(int(top), int(left), levels, np.where(in_kernel, crop, np.nan), targets, n_levels, max_level)
 
+
+def _maps(images, masks, names, radius, bin_count, bin_width, masked_kernel, device, dtype, chunk_size, progress):
+    """Each image's maps (checked arrays in, one ``{name: map}`` per image out)."""
+    regions = []
+    for number, (image, mask) in enumerate(zip(images, masks, strict=True)):
+        try:
+            regions.append(_region(image, mask, radius, bin_count, bin_width, masked_kernel))
+        except ValueError as err:
+            if len(images) == 1:
+                raise
+            raise ValueError(f"image {number}: {err}") from err
+    found: list[dict[str, torch.Tensor]] = [{} for _ in regions]  # per image: name -> values at its targets
+    pair_counts: list[torch.Tensor | None] = [None] * len(regions)
+    summing = []
+    if any(name.startswith("glcm_") for name in names):
+        summed = [name for name in names if name.startswith("glcm_") and name[5:] in texture_glcm.FEATURES.kernel_sums]
+        for numbers in _summable_groups(regions, radius):
+            windows = _windows([regions[n] for n in numbers], radius, device, dtype)
+            sizes = [int(regions[n].targets.sum()) for n in numbers]
+            for number, counts in zip(numbers, torch.split(windows.pair_counts, sizes), strict=True):
+                pair_counts[number] = counts
+                found[number] |= {name: None for name in summed}
+            summing.append((numbers, sizes, in_background(partial(_features, texture_glcm.FEATURES, summed, windows))))
+    for number, region in enumerate(regions):  # while the box sums run on another worker
+        rest = [name for name in names if name not in found[number]]
+        if rest:
+            found[number] |= _kernel_maps(region, rest, radius, device, dtype, chunk_size, progress, pair_counts[number])
+    for numbers, sizes, result in summing:
+        for name, values in result().items():
+            for number, part in zip(numbers, torch.split(values, sizes), strict=True):
+                found[number][name] = part
+    out_dtype = np.float64 if dtype == torch.float64 else np.float32
+    maps = []
+    for image, region, values in zip(images, regions, found, strict=True):
+        ys, xs = np.nonzero(region.targets)
+        maps.append({})
+        for name in names:
+            full = np.full(image.shape, np.nan, dtype=out_dtype)
+            full[ys + region.top, xs + region.left] = values[name].cpu().numpy()
+            maps[-1][name] = full
+    return maps
+
+
+def _features(table, names: list[str], inputs) -> dict[str, torch.Tensor]:
+    """The features ``names`` (``"<class>_<Feature>"``) from one class's ``table`` and its ``inputs``."""
+    return {name: table[name.split("_", 1)[1]](inputs) for name in names}
+
+
+def _summable_groups(regions: list[_Region], radius: int) -> list[list[int]]:
+    """The regions whose GLCM pair sums are exact in int64, grouped by the shape of their level grid."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for number, region in enumerate(regions):
+        if CooccurrenceWindows.exact(radius, region.max_level):
+            groups.setdefault(region.levels.shape, []).append(number)
+    return list(groups.values())
+
+
+def _windows(regions: list[_Region], radius: int, device, dtype) -> CooccurrenceWindows:
+    """Box-filtered pair sums of same-shape regions, their kernels in region order."""
+    targets = [np.nonzero(region.targets) for region in regions]
+    image_index = np.concatenate([np.full(len(ys), k) for k, (ys, _) in enumerate(targets)])
+    return CooccurrenceWindows(
+        torch.as_tensor(np.stack([region.levels for region in regions]), device=device),
+        radius,
+        *(torch.as_tensor(index, device=device) for index in (image_index, *map(np.concatenate, zip(*targets, strict=True)))),
+        max_level=torch.tensor([region.max_level for region in regions], device=device),
+        dtype=dtype,
+    )
+
+
+def _kernel_maps(region, names, radius, device, dtype, chunk_size, progress, pair_counts) -> dict[str, torch.Tensor]:
+    """Maps from each kernel's own cells or pairs, gathered chunk by chunk (``pair_counts``: per kernel and
+    angle, when the box sums already counted them)."""
+    kernels = _kernels(region.levels, region.values, region.targets, radius, device, dtype)
+    max_level = region.max_level
     by_class: dict[str, list[str]] = {}
     for name in names:
         cls, feature = name.split("_", 1)
         by_class.setdefault(cls, []).append(feature)
-
-    sizes, pair_counts = _survey(kernels, chunk_size, max_level, pairs="glcm" in by_class)
-    order = torch.argsort(sizes, stable=True)
-    if pair_counts is not None:
+    listed = bool(by_class.get("glcm"))
+    if listed:
+        sizes = _level_spans(region, radius, device)
+        pair_counts = _pair_counts(kernels, chunk_size) if pair_counts is None else pair_counts
         empty_angles = pair_counts.sum(0) == 0
         lacking = bool((pair_counts[:, ~empty_angles] == 0).any())
     on_grid = [(cls, name) for cls in GRID_CLASSES for name in by_class.get(cls, [])]
+    on_cells = "firstorder" in by_class or bool(on_grid)
 
-    results = {name: torch.empty(len(order), dtype=dtype, device=device) for name in names}
-    budget = LEVEL_MATRIX_BUDGET["cuda" if device.type == "cuda" else "cpu"]
-    total = len(order)
+    total = len(kernels.centres)
+    results = {name: torch.empty(total, dtype=dtype, device=device) for name in names}
     show = total >= PROGRESS_VOXELS if progress is None else progress
-    with tqdm(total=total, desc="texture maps", unit="voxel", disable=not show) as bar:
-        start = 0
-        while start < total:
-            widest = int(sizes[order[min(start + chunk_size, total) - 1]])
-            step = min(chunk_size, max(64, budget // (4 * widest * widest)))
-            chosen = order[start : start + step]
-            centres = kernels.centres[chosen]
-            if "firstorder" in by_class or on_grid:
-                values, window_levels = kernels.gather_window(centres)
-            if "firstorder" in by_class:
-                windows = texture_firstorder.FirstOrderWindows(values, window_levels, max_level)
-                for feature in by_class["firstorder"]:
-                    results[f"firstorder_{feature}"][chosen] = texture_firstorder.FEATURES[feature](windows)
-            if "glcm" in by_class:
-                first, second, valid = kernels.gather_pairs(centres)
+    with tqdm(total=total * (on_cells + listed), desc="texture maps", unit="voxel", disable=not show) as bar:
+        if on_cells:  # kernels' cells: first-order and grid classes, in chunks spread over the workers
+            step = min(chunk_size, -(-total // workers()))
+            chunks = [slice(start, start + step) for start in range(0, total, step)]
+
+            def cell_maps(chosen: slice) -> dict[str, torch.Tensor]:
+                values, window_levels = kernels.gather_window(kernels.centres[chosen])
+                found = {}
+                if "firstorder" in by_class:
+                    windows = texture_firstorder.FirstOrderWindows(values, window_levels, max_level)
+                    found |= {f"firstorder_{f}": texture_firstorder.FEATURES[f](windows) for f in by_class["firstorder"]}
+                if on_grid:
+                    grids = _grid_classes(window_levels.reshape(-1, 2 * radius + 1, 2 * radius + 1), max_level, dtype,
+                                          {cls for cls, _ in on_grid})  # fmt: skip
+                    found |= {f"{cls}_{f}": grids[cls][0][f](grids[cls][1]) for cls, f in on_grid}
+                return found
+
+            for chosen, found in zip(chunks, thread_map(cell_maps, chunks), strict=True):
+                for name, values in found.items():
+                    results[name][chosen] = values
+                bar.update(len(range(total)[chosen]))
+        if listed:  # kernels' pair lists, by how many levels they hold: few-level kernels in long chunks
+            order = torch.argsort(sizes, stable=True)
+            budget = LEVEL_MATRIX_BUDGET["cuda" if device.type == "cuda" else "cpu"]
+            chunks, start = [], 0
+            while start < total:
+                widest = int(sizes[order[min(start + chunk_size, total) - 1]])
+                chunks.append(order[start : start + min(chunk_size, max(64, budget // (4 * widest * widest)))])
+                start += len(chunks[-1])
+
+            def listed_maps(chosen: torch.Tensor) -> dict[str, torch.Tensor]:
                 lists = texture_glcm.CooccurrenceLists(
-                    first, second, valid, n_levels=n_levels, max_level=max_level,
+                    *kernels.gather_pairs(kernels.centres[chosen]), n_levels=region.n_levels, max_level=max_level,
                     empty_angles=empty_angles, some_kernel_lacks_an_angle=lacking, dtype=dtype,
                 )  # fmt: skip
-                for feature in by_class["glcm"]:
-                    results[f"glcm_{feature}"][chosen] = texture_glcm.FEATURES[feature](lists)
-            if on_grid:
-                grids = _grid_classes(window_levels.reshape(-1, 2 * radius + 1, 2 * radius + 1), max_level, dtype,
-                                      {cls for cls, _ in on_grid})  # fmt: skip
-                for cls, feature in on_grid:
-                    table, data = grids[cls]
-                    results[f"{cls}_{feature}"][chosen] = table[feature](data)
-            start += len(chosen)
-            bar.update(len(chosen))
+                return {feature: texture_glcm.FEATURES[feature](lists) for feature in by_class["glcm"]}
 
-    ys, xs = np.nonzero(targets)
-    maps = {}
-    for name, values in results.items():
-        full = np.full(image.shape, np.nan, dtype=np.float64 if dtype == torch.float64 else np.float32)
-        full[ys + top, xs + left] = values.cpu().numpy()
-        maps[name] = full
-    return maps
+            for chosen, found in zip(chunks, thread_map(listed_maps, chunks), strict=True):
+                for feature, values in found.items():
+                    results[f"glcm_{feature}"][chosen] = values
+                bar.update(len(chosen))
+    return results
 
 
 GRID_CLASSES = ("glrlm", "glszm", "gldm", "ngtdm")
@@ -305,18 +450,20 @@ def _grid_classes(levels: torch.Tensor, max_level: int, dtype: torch.dtype, want
     return found
 
 
-def _survey(
-    kernels: _Kernels, chunk_size: int, max_level: int, *, pairs: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per mask voxel: how many grey levels its kernel holds and, if ``pairs``, its number of pairs per angle."""
-    sizes, counts = [], []
-    for start in range(0, len(kernels.centres), chunk_size):
-        centres = kernels.centres[start : start + chunk_size]
-        _, window_levels = kernels.gather_window(centres)
-        sizes.append((tally(window_levels, window_levels > 0, max_level + 1).counts > 0).sum(1))
-        if pairs:
-            counts.append(kernels.gather_pairs(centres)[2].sum(-1))
-    return torch.cat(sizes), torch.cat(counts) if pairs else None
+def _pair_counts(kernels: _Kernels, chunk_size: int) -> torch.Tensor:
+    """Each mask voxel's number of pairs per angle, from its gathered pair list."""
+    return torch.cat([kernels.gather_pairs(kernels.centres[start : start + chunk_size])[2].sum(-1)
+                      for start in range(0, len(kernels.centres), chunk_size)])  # fmt: skip
+
+
+def _level_spans(region: _Region, radius: int, device) -> torch.Tensor:
+    """Per mask voxel, ``max - min + 1`` of the grey levels in its kernel: a bound on how many it holds (pooling)."""
+    levels = torch.as_tensor(region.levels, dtype=torch.float32, device=device)[None, None]
+    pool = partial(torch.nn.functional.max_pool2d, kernel_size=2 * radius + 1, stride=1, padding=radius)
+    highest = pool(levels)[0, 0]
+    lowest = -pool(-torch.where(levels > 0, levels, torch.inf))[0, 0]
+    ys, xs = (torch.as_tensor(index, device=device) for index in np.nonzero(region.targets))
+    return (highest - lowest + 1)[ys, xs].long()
 
 
 def _check_settings(kernel_radius, bin_count, bin_width, chunk_size) -> None:

@@ -25,20 +25,27 @@ def camel_case(function_name: str) -> str:
 
 class FeatureSet(dict[str, Callable[[Inputs], torch.Tensor]], Generic[Inputs]):
     """The features of one pyradiomics class (``cls``: ``"glcm"``, ...), pyradiomics name -> function, in the
-    order their functions are defined."""
+    order their functions are defined; ``kernel_sums`` names those that need only sums over each kernel's
+    items (a class's cheaper input, e.g. GLCM's box-filtered pair sums, can compute them)."""
 
     def __init__(self, cls: str) -> None:
         super().__init__()
         self.cls = cls
+        self.kernel_sums: set[str] = set()
 
-    def feature(self, function: Feature | None = None, *, name: str | None = None):
-        """Register ``function`` as the feature ``name`` (default: its name in CamelCase); usable as a decorator."""
+    def feature(self, function: Feature | None = None, *, name: str | None = None, kernel_sums: bool = False):
+        """Register ``function`` as the feature ``name`` (default: its name in CamelCase); usable as a decorator.
+
+        ``kernel_sums``: the function reads only sums over each kernel's items from its input.
+        """
 
         def register(found: Feature) -> Feature:
             key = name or camel_case(found.__name__)
             if key in self:
                 raise ValueError(f"{self.cls} feature {key!r} is defined twice ({self[key].__name__}, {found.__name__})")
             self[key] = found
+            if kernel_sums:
+                self.kernel_sums.add(key)
             return found
 
         return register if function is None else register(function)

@@ -51,9 +51,17 @@ class FirstOrderWindows:
         above = self.ordered.gather(1, high.long()[:, None])[:, 0]
         return below + (above - below) * (position - low)
 
-    def central_moment(self, order: int) -> torch.Tensor:
+    @cached_property
+    def _centred(self) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`X_k - \bar X` (0 off the kernel) and its square."""
         centred = torch.where(self.valid, self.values - self.mean[:, None], torch.zeros_like(self.values))
-        return (centred**order).sum(1) / self.count
+        return centred, centred * centred
+
+    def central_moment(self, order: int) -> torch.Tensor:
+        r""":math:`\mu_n = \frac{1}{N_p}\sum_k (X_k - \bar X)^n` for ``order`` 2, 3 or 4."""
+        centred, squared = self._centred
+        power = {2: squared, 3: squared * centred, 4: squared * squared}[order]
+        return power.sum(1) / self.count
 
     @cached_property
     def probabilities(self) -> torch.Tensor:

@@ -10,17 +10,24 @@ levels, :math:`p_x(i)=\sum_j P(i,j)` (equal to :math:`p_y` by symmetry), :math:`
 angles with a pair (``nanmean``), as pyradiomics does.
 
 The matrices are never formed: a kernel holds at most :math:`2(2r+1)2r` ordered pairs per angle, so
-each sum over :math:`P` is a sum over that list, and the entries, marginals and sum/difference
-distributions come from counting equal keys in it (:mod:`radgazegen.controls.multiset`).
+each sum over :math:`P` is a sum over its pairs. Features that are functions of such sums
+(``windowed``: contrast, correlation, the inverse differences, ...) take a :class:`PairSums`, which
+:class:`CooccurrenceLists` (each kernel's gathered pair list) and
+:class:`~radgazegen.controls.texture_glcm_windows.CooccurrenceWindows` (box sums over pair images, every
+kernel of a region at once) both are; the others need each kernel's own distribution (entries,
+marginals, sum/difference histograms, counted with :mod:`radgazegen.controls.multiset`) and take a
+:class:`CooccurrenceLists`.
 """
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 
 import torch
 
-from radgazegen.controls.multiset import tally
+from radgazegen.controls.cpu_threads import thread_map, workers
+from radgazegen.controls.multiset import DENSE_LIMIT, tally
 from radgazegen.controls.texture_feature_set import FeatureSet
 from radgazegen.controls.texture_firstorder import EPS
 
@@ -30,15 +37,86 @@ EIGEN_BATCH = 8192
 """Matrices per call of the batched eigen-solver (cuSOLVER's workspace grows with the batch)."""
 
 
-class CooccurrenceLists:
+class PairSums:
+    """The terms of the features that are functions of sums over each kernel's pairs, ``(kernels, angles)``.
+
+    A subclass gives the pair values ``a``/``b`` (grey levels of the two ends as ``dtype``, integer
+    ``first_levels``/``second_levels``, ``valid``) in its own layout and :meth:`kernel_sum`, the sum of a
+    pair value over each kernel's pairs; ``max_level`` is :math:`N_g` and ``empty_angles`` flags angles
+    without a pair in the whole region (both broadcast against the pair values and the ``(kernels, angles)``
+    results). Each pair stands for the two symmetric entries :math:`(i,j)` and :math:`(j,i)` of :math:`P`,
+    so a sum over :math:`P` of a symmetric :math:`f` is the mean of :math:`f` over the pairs.
+    """
+
+    a: torch.Tensor
+    b: torch.Tensor
+    first_levels: torch.Tensor
+    second_levels: torch.Tensor
+    valid: torch.Tensor
+    present: torch.Tensor
+    pairs: torch.Tensor
+    max_level: int | torch.Tensor
+    empty_angles: torch.Tensor
+    dtype: torch.dtype
+
+    def kernel_sum(self, values: torch.Tensor) -> torch.Tensor:
+        r""":math:`\sum` of a pair value over each kernel's pair slots (``values`` already zero on non-pairs)."""
+        raise NotImplementedError
+
+    def expectation(self, values: torch.Tensor) -> torch.Tensor:
+        r""":math:`\sum_{i,j} f(i,j)P(i,j)` per kernel and angle, ``values`` = :math:`f` (symmetric) on the pairs.
+
+        ``values`` must be finite on non-pairs (they hold level 0) so that the zero weight cancels them.
+        """
+        return self.kernel_sum(values * self.present) / self.pairs  # dividing last keeps flat kernels exact
+
+    @cached_property
+    def mean(self) -> torch.Tensor:
+        r""":math:`\mu_x = \mu_y`."""
+        return self.expectation((self.a + self.b) / 2)
+
+    @cached_property
+    def difference(self) -> torch.Tensor:
+        """:math:`|i - j|` on the pairs."""
+        return (self.a - self.b).abs()
+
+    @cached_property
+    def level_sums(self) -> torch.Tensor:
+        """:math:`i + j` on the pairs, as integers (the key of :math:`p_{x+y}`)."""
+        return self.first_levels + self.second_levels
+
+    @cached_property
+    def level_differences(self) -> torch.Tensor:
+        """:math:`|i - j|` on the pairs, as integers (the key of :math:`p_{x-y}`)."""
+        return (self.first_levels - self.second_levels).abs()
+
+    @cached_property
+    def variance(self) -> torch.Tensor:
+        r""":math:`\sigma_x^2 = \sum_{i,j}(i-\mu_x)^2P(i,j)`."""
+        raise NotImplementedError
+
+    @cached_property
+    def covariance(self) -> torch.Tensor:
+        r""":math:`\sum_{i,j}(i-\mu_x)(j-\mu_y)P(i,j)`."""
+        raise NotImplementedError
+
+    def central_moment(self, keys: torch.Tensor, order: int) -> torch.Tensor:
+        r""":math:`\sum_{i,j}(k(i,j)-\bar k)^{order}P(i,j)` for an integer, symmetric pair key :math:`k`."""
+        raise NotImplementedError
+
+    def average(self, per_angle: torch.Tensor) -> torch.Tensor:
+        """Average over the angles, ignoring angles without pairs (pyradiomics' ``nanmean``)."""
+        return torch.nanmean(per_angle, dim=-1)
+
+
+class CooccurrenceLists(PairSums):
     """The pair lists of a batch of kernels, ``(voxels, angles, pairs)``, and the terms features share.
 
     ``first``/``second`` hold the grey levels (``>= 1``) of the two ends of each pair, ``valid`` marks
     real pairs; ``n_levels`` is the number of grey levels present in the region, ``max_level``
     :math:`N_g`, ``empty_angles`` flags angles without a single pair in any kernel of the region, and
     ``some_kernel_lacks_an_angle`` says whether a kernel of the region has no pair for another angle.
-    Each pair stands for the two symmetric entries :math:`(i,j)` and :math:`(j,i)` of :math:`P`, so a
-    sum over :math:`P` of a symmetric :math:`f` is the mean of :math:`f` over the pairs.
+    Moments are centred on each kernel's own mean, exact for any number of pairs and levels.
     """
 
     def __init__(
@@ -54,22 +132,44 @@ class CooccurrenceLists:
         dtype: torch.dtype,
     ) -> None:
         self.first_levels, self.second_levels, self.valid = first, second, valid
-        self.a = first.to(dtype)
-        self.b = second.to(dtype)
-        self.pairs = valid.sum(-1).to(dtype)
-        self.present = valid.to(dtype)
         self.n_levels = n_levels
         self.max_level = max_level
         self.empty_angles = empty_angles
         self.some_kernel_lacks_an_angle = some_kernel_lacks_an_angle
         self.dtype = dtype
 
-    def expectation(self, values: torch.Tensor) -> torch.Tensor:
-        """:math:`\\sum_{i,j} f(i,j)P(i,j)` per voxel and angle, ``values`` = :math:`f` (symmetric) on the pairs.
+    @cached_property
+    def a(self) -> torch.Tensor:
+        return self.first_levels.to(self.dtype)
 
-        ``values`` must be finite on padding slots (they hold level 0) so that the zero weight cancels them.
-        """
-        return (values * self.present).sum(-1) / self.pairs  # dividing last keeps flat kernels exact
+    @cached_property
+    def b(self) -> torch.Tensor:
+        return self.second_levels.to(self.dtype)
+
+    @cached_property
+    def present(self) -> torch.Tensor:
+        return self.valid.to(self.dtype)
+
+    @cached_property
+    def pairs(self) -> torch.Tensor:
+        return self.valid.sum(-1).to(self.dtype)
+
+    def kernel_sum(self, values: torch.Tensor) -> torch.Tensor:
+        return values.sum(-1)
+
+    @cached_property
+    def variance(self) -> torch.Tensor:
+        centre = self.mean[..., None]
+        return self.expectation(((self.a - centre) ** 2 + (self.b - centre) ** 2) / 2)
+
+    @cached_property
+    def covariance(self) -> torch.Tensor:
+        centre = self.mean[..., None]
+        return self.expectation((self.a - centre) * (self.b - centre))
+
+    def central_moment(self, keys: torch.Tensor, order: int) -> torch.Tensor:
+        values = keys.to(self.dtype)
+        return self.expectation((values - self.expectation(values)[..., None]) ** order)
 
     def key_entropy(self, keys: torch.Tensor, n_keys: int) -> torch.Tensor:
         """:math:`-\\sum_k p(k)\\log_2(p(k)+\\epsilon)` for a symmetric key of the pairs (in ``[0, n_keys)``).
@@ -81,33 +181,47 @@ class CooccurrenceLists:
 
     @cached_property
     def local_levels(self) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Each pair end's rank among the grey levels of its kernel, and the most levels in a kernel."""
-        ends = tally(torch.cat([self.first_levels, self.second_levels], -1), torch.cat([self.valid] * 2, -1),
-                     self.max_level + 1)  # fmt: skip
-        ranks, size = ends.ranks
-        half = self.a.shape[-1]
-        return ranks[..., :half], ranks[..., half:], size
+        """Each pair end's rank among the grey levels of its kernel (any rank on non-pairs), and the most levels in a kernel."""
+        n_keys = self.max_level + 1
+        if n_keys > DENSE_LIMIT:
+            ends = tally(torch.cat([self.first_levels, self.second_levels], -1), torch.cat([self.valid] * 2, -1), n_keys)
+            ranks, size = ends.ranks
+            half = self.first_levels.shape[-1]
+            return ranks[..., :half], ranks[..., half:], size
+        weight = self.valid.to(torch.int32)  # levels are in [0, N_g] on every slot, so no masking of the keys
+        counts = torch.zeros((*self.valid.shape[:-1], n_keys), dtype=torch.int32, device=self.valid.device)
+        used = counts.scatter_add_(-1, self.first_levels, weight).scatter_add_(-1, self.second_levels, weight) > 0
+        compact = (torch.cumsum(used, dim=-1) - 1).clamp_(min=0)
+        return compact.gather(-1, self.first_levels), compact.gather(-1, self.second_levels), int(used.sum(-1).max())
 
     @cached_property
-    def matrix(self) -> torch.Tensor:
-        """:math:`P` over the grey levels present in each kernel, ``(..., levels, levels)``; ``nan`` without pairs."""
+    def cells(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Each pair's flat cell :math:`(a, b)` and :math:`(b, a)` in a kernel's ``levels x levels`` matrix, and ``levels``."""
         rank_a, rank_b, size = self.local_levels
+        return rank_a * size + rank_b, rank_b * size + rank_a, size
+
+    @cached_property
+    def counts(self) -> torch.Tensor:
+        """:math:`2nP` over the grey levels present in each kernel (counts of :math:`(i,j)` plus :math:`(j,i)`), ``(..., levels, levels)``."""
+        cell, mirrored, size = self.cells
         counts = torch.zeros((*self.valid.shape[:-1], size * size), dtype=self.dtype, device=self.valid.device)
-        counts.scatter_add_(-1, rank_a * size + rank_b, self.present).scatter_add_(
-            -1, rank_b * size + rank_a, self.present
-        )
-        return (counts / (2 * self.pairs[..., None])).reshape(*self.valid.shape[:-1], size, size)
+        counts.scatter_add_(-1, cell, self.present).scatter_add_(-1, mirrored, self.present)
+        return counts.reshape(*self.valid.shape[:-1], size, size)
+
+    @cached_property
+    def level_counts(self) -> torch.Tensor:
+        """:math:`2np_x(i)`: how many pair ends hold each grey level present in the kernel, zero-padded."""
+        return self.counts.sum(-1)
 
     @cached_property
     def entry(self) -> torch.Tensor:
-        """:math:`P(a, b)` at each pair."""
-        rank_a, rank_b, size = self.local_levels
-        return self.matrix.flatten(-2).gather(-1, rank_a * size + rank_b)
+        """:math:`P(a, b)` at each pair; ``nan`` without pairs."""
+        return self.counts.flatten(-2).gather(-1, self.cells[0]) / (2 * self.pairs[..., None])
 
     @cached_property
     def marginal(self) -> torch.Tensor:
-        """:math:`p_x(i)=\\sum_j P(i,j)` over the grey levels present in each kernel, zero-padded."""
-        return self.matrix.sum(-1)
+        """:math:`p_x(i)=\\sum_j P(i,j)` over the grey levels present in each kernel, zero-padded; ``nan`` without pairs."""
+        return self.level_counts / (2 * self.pairs[..., None])
 
     @cached_property
     def end_marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,80 +239,62 @@ class CooccurrenceLists:
         """:math:`HXY = -\\sum_{i,j} P(i,j)\\log_2(P(i,j)+\\epsilon)`."""
         return -self.expectation(torch.log2(self.entry + EPS))
 
-    @cached_property
-    def mean(self) -> torch.Tensor:
-        return self.expectation((self.a + self.b) / 2)
-
-    @cached_property
-    def variance(self) -> torch.Tensor:
-        centre = self.mean[..., None]
-        return self.expectation(((self.a - centre) ** 2 + (self.b - centre) ** 2) / 2)
-
-    @cached_property
-    def difference(self) -> torch.Tensor:
-        return (self.a - self.b).abs()
-
-    def average(self, per_angle: torch.Tensor) -> torch.Tensor:
-        """Average over the angles, ignoring angles without pairs (pyradiomics' ``nanmean``)."""
-        return torch.nanmean(per_angle, dim=-1)
-
 
 FEATURES: FeatureSet[CooccurrenceLists] = FeatureSet("glcm")
 """The GLCM features, registered by the functions below."""
 
 
-@FEATURES.feature
-def autocorrelation(c: CooccurrenceLists) -> torch.Tensor:
+@FEATURES.feature(kernel_sums=True)
+def autocorrelation(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_{i,j} P(i,j)\,ij`."""
     return c.average(c.expectation(c.a * c.b))
 
 
-@FEATURES.feature
-def joint_average(c: CooccurrenceLists) -> torch.Tensor:
+@FEATURES.feature(kernel_sums=True)
+def joint_average(c: PairSums) -> torch.Tensor:
     r""":math:`\mu_x = \sum_{i,j} P(i,j)\,i`; a plain mean over the angles (``nan`` if one has no pair here)."""
-    return c.mean[..., ~c.empty_angles].mean(-1)
+    kept = ~c.empty_angles.expand_as(c.mean)
+    return torch.where(kept, c.mean, 0).sum(-1) / kept.sum(-1)
 
 
-def _cluster(c: CooccurrenceLists, power: int) -> torch.Tensor:
-    return c.average(c.expectation((c.a + c.b - 2 * c.mean[..., None]) ** power))
+def _cluster(c: PairSums, power: int) -> torch.Tensor:
+    return c.average(c.central_moment(c.level_sums, power))
 
 
-@FEATURES.feature
-def cluster_prominence(c: CooccurrenceLists) -> torch.Tensor:
+@FEATURES.feature(kernel_sums=True)
+def cluster_prominence(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_{i,j} (i+j-\mu_x-\mu_y)^4 P(i,j)`."""
     return _cluster(c, 4)
 
 
-@FEATURES.feature
-def cluster_shade(c: CooccurrenceLists) -> torch.Tensor:
+@FEATURES.feature(kernel_sums=True)
+def cluster_shade(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_{i,j} (i+j-\mu_x-\mu_y)^3 P(i,j)`."""
     return _cluster(c, 3)
 
 
-@FEATURES.feature
-def cluster_tendency(c: CooccurrenceLists) -> torch.Tensor:
+@FEATURES.feature(kernel_sums=True)
+def cluster_tendency(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_{i,j} (i+j-\mu_x-\mu_y)^2 P(i,j)`."""
     return _cluster(c, 2)
 
 
-@FEATURES.feature
-def contrast(c: CooccurrenceLists) -> torch.Tensor:
+@FEATURES.feature(kernel_sums=True)
+def contrast(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_{i,j} (i-j)^2 P(i,j)`."""
     return c.average(c.expectation(c.difference**2))
 
 
-@FEATURES.feature
-def correlation(c: CooccurrenceLists) -> torch.Tensor:
+@FEATURES.feature(kernel_sums=True)
+def correlation(c: PairSums) -> torch.Tensor:
     r""":math:`\frac{\sum_{i,j} P(i,j)(i-\mu_x)(j-\mu_y)}{\sigma_x\sigma_y+\epsilon}`; 1 where :math:`\sigma_x\sigma_y=0`."""
-    centre = c.mean[..., None]
-    covariance = c.expectation((c.a - centre) * (c.b - centre))
     spread = torch.sqrt(c.variance) * torch.sqrt(c.variance)
-    value = covariance / (spread + EPS)
+    value = c.covariance / (spread + EPS)
     return c.average(torch.where(spread == 0, torch.ones_like(value), value))
 
 
-@FEATURES.feature
-def difference_average(c: CooccurrenceLists) -> torch.Tensor:
+@FEATURES.feature(kernel_sums=True)
+def difference_average(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_k k\,p_{x-y}(k)`."""
     return c.average(c.expectation(c.difference))
 
@@ -206,14 +302,13 @@ def difference_average(c: CooccurrenceLists) -> torch.Tensor:
 @FEATURES.feature
 def difference_entropy(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`-\sum_k p_{x-y}(k)\log_2(p_{x-y}(k)+\epsilon)`."""
-    return c.average(c.key_entropy((c.first_levels - c.second_levels).abs(), c.max_level))
+    return c.average(c.key_entropy(c.level_differences, c.max_level))
 
 
-@FEATURES.feature
-def difference_variance(c: CooccurrenceLists) -> torch.Tensor:
+@FEATURES.feature(kernel_sums=True)
+def difference_variance(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_k (k-DA)^2 p_{x-y}(k)` with :math:`DA` the difference average."""
-    centre = c.expectation(c.difference)[..., None]
-    return c.average(c.expectation((c.difference - centre) ** 2))
+    return c.average(c.central_moment(c.level_differences, 2))
 
 
 @FEATURES.feature
@@ -240,17 +335,22 @@ def imc1(c: CooccurrenceLists) -> torch.Tensor:
 
 @FEATURES.feature
 def imc2(c: CooccurrenceLists) -> torch.Tensor:
-    r""":math:`\sqrt{1-e^{-2(HXY2-HXY)}}` with :math:`HXY2=-\sum_{i,j}p_x(i)p_y(j)\log_2(p_x(i)p_y(j)+\epsilon)`; 0 where :math:`HXY2=HXY` (up to rounding)."""
-    outer = c.marginal[..., :, None] * c.marginal[..., None, :]
-    hxy2 = -(outer * torch.log2(outer + EPS)).sum((-2, -1))
+    r""":math:`\sqrt{1-e^{-2(HXY2-HXY)}}` with :math:`HXY2=-\sum_{i,j}p_x(i)p_y(j)\log_2(p_x(i)p_y(j)+\epsilon)`; 0 where :math:`HXY2=HXY` (up to rounding).
+
+    Without forming :math:`p_x p_y^T`: over the :math:`k` levels present, :math:`\log_2(p_ip_j+\epsilon) =
+    \log_2 p_i + \log_2 p_j + \epsilon/(p_ip_j\ln 2) + O(\epsilon^2)`, so :math:`HXY2 = 2HX' - k^2\epsilon/\ln 2` with
+    :math:`HX' = -\sum_i p_i\log_2 p_i = HX + k\epsilon/\ln 2`: :math:`HXY2 = 2HX + k(2-k)\epsilon/\ln 2`.
+    """
+    levels = (c.marginal > 0).sum(-1).to(c.dtype)
+    hxy2 = 2 * c.marginal_entropy + levels * (2 - levels) * (EPS / math.log(2))
     gap = hxy2 - c.joint_entropy
     independent = gap.abs() <= 16 * EPS * torch.clamp(c.joint_entropy.abs(), min=1)
     value = torch.sqrt(1 - torch.exp(-2 * gap))
     return c.average(torch.where(independent, torch.zeros_like(value), value))
 
 
-@FEATURES.feature
-def idm(c: CooccurrenceLists) -> torch.Tensor:
+@FEATURES.feature(kernel_sums=True)
+def idm(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_k \frac{p_{x-y}(k)}{1+k^2}`."""
     return c.average(c.expectation(1 / (1 + c.difference**2)))
 
@@ -269,69 +369,79 @@ def mcc(c: CooccurrenceLists) -> torch.Tensor:
         return torch.ones(c.valid.shape[0], dtype=c.dtype, device=c.valid.device)
     if c.some_kernel_lacks_an_angle:
         return torch.full((c.valid.shape[0],), torch.nan, dtype=c.dtype, device=c.valid.device)
-    outer = c.marginal[..., :, None] * c.marginal[..., None, :]
-    p = torch.nan_to_num(c.matrix)  # angles without pairs: zeros here, nan again below
-    b = torch.where(p > 0, p / torch.sqrt(torch.where(outer > 0, outer, 1)), 0)
-    levels = (c.marginal > 0).sum(-1).reshape(-1)  # ranks are compact: a kernel's levels are the leading block
-    second = _second_largest_square(
-        b.reshape(-1, *b.shape[-2:]), torch.sqrt(c.marginal).reshape(levels.shape[0], -1), levels
-    )
+    size = c.counts.shape[-1]
+    ends = c.level_counts.reshape(-1, size)
+    levels = (ends > 0).sum(-1)  # ranks are compact: a row's levels are its leading block
+    second = _second_largest_square(c.counts.reshape(-1, size, size), ends, levels)
     value = torch.sqrt(second).reshape(c.valid.shape[:-1])
     value[..., c.empty_angles] = torch.nan
     return c.average(value)
 
 
-def _second_largest_square(b: torch.Tensor, top: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
-    """The second largest squared eigenvalue of each symmetric ``b`` (leading ``levels`` x ``levels`` block).
+def _second_largest_square(counts: torch.Tensor, ends: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    r"""The second largest squared eigenvalue of :math:`B = D^{-1/2} P D^{-1/2}` for each matrix of pair
+    ``counts`` :math:`2nP` (its leading ``levels`` x ``levels`` block) with row sums ``ends`` :math:`2np_x`; 0 below
+    two levels. The :math:`2n` cancels: :math:`B_{ij} = C_{ij}/\sqrt{e_ie_j}`.
 
-    ``top`` is the known eigenvector of eigenvalue 1 (:math:`\\sqrt{p_x}`). Deflating it leaves
-    eigenvalues :math:`\\{0, \\lambda_2, \\dots\\}`: with two levels the answer is :math:`\\mathrm{tr}(B')^2`, with
-    three the larger root of :math:`t^2 - \\mathrm{tr}(B')t + e_2(B')`, both free of cancellation near 0;
-    larger kernels go to a batched symmetric eigen-solver, grouped by size.
+    :math:`\sqrt{p_x}` is the eigenvector of eigenvalue 1. Deflating it leaves eigenvalues
+    :math:`\{0, \lambda_2, \dots\}`: with two levels the answer is :math:`\mathrm{tr}(B')^2`, with three the
+    larger root of :math:`t^2 - \mathrm{tr}(B')t + e_2(B')`, both free of cancellation near 0; larger blocks
+    go to a batched symmetric eigen-solver, grouped by size. All :math:`|\lambda| \le 1`, so with ascending
+    eigenvalues the answer is the larger of :math:`\lambda_{k-2}^2` and :math:`\lambda_0^2`.
     """
-    second = torch.zeros(levels.shape, dtype=b.dtype, device=b.device)  # one level: the other eigenvalues are 0
-    small = (levels == 2) | (levels == 3)
-    if bool(small.any()):
-        rows = torch.nonzero(small)[:, 0]
-        width = min(3, b.shape[-1])
-        v = top[rows, :width]
-        d = b[rows, :width, :width] - v[:, :, None] * v[:, None, :]
+    second = torch.zeros(levels.shape, dtype=counts.dtype, device=counts.device)
+    batches = []
+    for size in torch.unique(levels[levels >= 2]).tolist():
+        rows = torch.nonzero(levels == size)[:, 0]
+        held = ends[:, :size][rows]
+        root = torch.sqrt(held)
+        b = counts[:, :size, :size][rows] / (root[:, :, None] * root[:, None, :])
+        if size > 3:
+            piece = EIGEN_BATCH if counts.is_cuda else min(EIGEN_BATCH, -(-len(rows) // workers()))
+            batches += zip(torch.split(rows, piece), torch.split(b, piece), strict=True)
+            continue
+        top = torch.sqrt(held / held.sum(-1, keepdim=True))
+        d = b - top[:, :, None] * top[:, None, :]
         trace = torch.diagonal(d, dim1=-2, dim2=-1).sum(-1)
-        if width == 3:
+        minors = torch.zeros_like(trace)
+        if size == 3:
             minors = (d[:, 0, 0] * d[:, 1, 1] - d[:, 0, 1] ** 2) + (d[:, 0, 0] * d[:, 2, 2] - d[:, 0, 2] ** 2)
             minors = minors + (d[:, 1, 1] * d[:, 2, 2] - d[:, 1, 2] ** 2)
-            minors = torch.where(levels[rows] == 3, minors, 0)
-        else:
-            minors = torch.zeros_like(trace)
         largest = (trace.abs() + torch.sqrt(torch.clamp(trace**2 - 4 * minors, min=0))) / 2
         second[rows] = largest**2
-    for size in torch.unique(levels[levels >= 4]).tolist():
-        for rows in torch.split(torch.nonzero(levels == size)[:, 0], EIGEN_BATCH):
-            squares = torch.linalg.eigvalsh(b[rows, :size, :size]) ** 2
-            second[rows] = torch.sort(squares, dim=-1, descending=True)[0][:, 1]
+    for (rows, _), values in zip(batches, _eigenvalues([b for _, b in batches]), strict=True):
+        second[rows] = torch.maximum(values[:, -2] ** 2, values[:, 0] ** 2)
     return second
 
 
-@FEATURES.feature
-def idmn(c: CooccurrenceLists) -> torch.Tensor:
+def _eigenvalues(batches: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``torch.linalg.eigvalsh`` of each batch of symmetric matrices; on a CPU, batches go to
+    :func:`~radgazegen.controls.cpu_threads.thread_map` (torch solves a batch's small matrices one after another)."""
+    if batches and batches[0].is_cuda:
+        return [torch.linalg.eigvalsh(batch) for batch in batches]
+    return list(thread_map(torch.linalg.eigvalsh, batches))
+
+
+@FEATURES.feature(kernel_sums=True)
+def idmn(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_k \frac{p_{x-y}(k)}{1+k^2/N_g^2}`."""
     return c.average(c.expectation(1 / (1 + c.difference**2 / c.max_level**2)))
 
 
-@FEATURES.feature(name="Id")
-def inverse_difference(c: CooccurrenceLists) -> torch.Tensor:
+@FEATURES.feature(name="Id", kernel_sums=True)
+def inverse_difference(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_k \frac{p_{x-y}(k)}{1+k}`."""
     return c.average(c.expectation(1 / (1 + c.difference)))
 
 
-@FEATURES.feature
-def idn(c: CooccurrenceLists) -> torch.Tensor:
+@FEATURES.feature(kernel_sums=True)
+def idn(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_k \frac{p_{x-y}(k)}{1+k/N_g}`."""
     return c.average(c.expectation(1 / (1 + c.difference / c.max_level)))
 
 
-@FEATURES.feature
-def inverse_variance(c: CooccurrenceLists) -> torch.Tensor:
+@FEATURES.feature(kernel_sums=True)
+def inverse_variance(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_{k\ge1} \frac{p_{x-y}(k)}{k^2}`."""
     safe = torch.where(c.difference > 0, c.difference, torch.ones_like(c.difference))
     return c.average(c.expectation(torch.where(c.difference > 0, 1 / safe**2, torch.zeros_like(safe))))
@@ -344,8 +454,8 @@ def maximum_probability(c: CooccurrenceLists) -> torch.Tensor:
     return c.average(torch.where(c.pairs > 0, largest, torch.nan))
 
 
-@FEATURES.feature
-def sum_average(c: CooccurrenceLists) -> torch.Tensor:
+@FEATURES.feature(kernel_sums=True)
+def sum_average(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_k k\,p_{x+y}(k)`."""
     return c.average(c.expectation(c.a + c.b))
 
@@ -353,11 +463,11 @@ def sum_average(c: CooccurrenceLists) -> torch.Tensor:
 @FEATURES.feature
 def sum_entropy(c: CooccurrenceLists) -> torch.Tensor:
     r""":math:`-\sum_k p_{x+y}(k)\log_2(p_{x+y}(k)+\epsilon)`."""
-    return c.average(c.key_entropy(c.first_levels + c.second_levels, 2 * c.max_level + 1))
+    return c.average(c.key_entropy(c.level_sums, 2 * c.max_level + 1))
 
 
-@FEATURES.feature
-def sum_squares(c: CooccurrenceLists) -> torch.Tensor:
+@FEATURES.feature(kernel_sums=True)
+def sum_squares(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_{i,j} (i-\mu_x)^2 P(i,j)`."""
     return c.average(c.variance)
 

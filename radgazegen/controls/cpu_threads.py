@@ -1,0 +1,72 @@
+"""How texture maps use a CPU's cores: each torch op on one thread, coarse pieces of work across threads.
+
+A kernel-wise tensor holds a few thousand to a few hundred thousand numbers; splitting each op of it over
+torch's intra-op threads costs more in synchronisation than it saves (all 42 first-order and GLCM maps of a
+64 x 64 crop on 2 cores: 1 thread per op 1.6x faster than 2). The cores are better spent on independent
+pieces: chunks of kernels, and batches of MCC's small eigenproblems, which torch solves one after another
+(torch and LAPACK release the GIL).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import cache
+from typing import TypeVar
+
+import torch
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+_WORKERS: ContextVar[int | None] = ContextVar("radgazegen_cpu_workers", default=None)
+
+
+@contextmanager
+def one_thread_per_op(device: torch.device) -> Iterator[None]:
+    """On a CPU, run torch ops on one thread inside the block (restored after) and keep the thread count for
+    :func:`thread_map`; on other devices, do nothing."""
+    if device.type != "cpu":
+        yield
+        return
+    workers = torch.get_num_threads()
+    token = _WORKERS.set(workers)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(workers)
+        _WORKERS.reset(token)
+
+
+def workers() -> int:
+    """Threads available for coarse pieces of work: torch's thread count outside :func:`one_thread_per_op`."""
+    return _WORKERS.get() or torch.get_num_threads()
+
+
+def thread_map(function: Callable[[Item], Result], items: Iterable[Item]) -> Iterator[Result]:
+    """``function(item)`` for each item, in order, on :func:`workers` threads when there are several (inline
+    when called from one of those threads, so nested maps cannot wait on themselves)."""
+    items = list(items)
+    count = workers()
+    if count < 2 or len(items) < 2 or threading.current_thread().name.startswith(_PREFIX):
+        return map(function, items)
+    return _pool(count).map(function, items)
+
+
+def in_background(function: Callable[[], Result]) -> Callable[[], Result]:
+    """Start ``function()`` on a worker thread when there are several and return a call that waits for its
+    result; with one worker, the call computes it."""
+    if workers() < 2 or threading.current_thread().name.startswith(_PREFIX):
+        return function
+    return _pool(workers()).submit(function).result
+
+
+_PREFIX = "radgazegen-cpu"
+
+
+@cache
+def _pool(count: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(count, thread_name_prefix=_PREFIX)
