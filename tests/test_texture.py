@@ -18,7 +18,7 @@ from pydicom.data import get_testdata_file
 
 from radgazegen.controls.multiset import DENSE_LIMIT, tally
 from radgazegen.controls.reference import pyradiomics_features, pyradiomics_maps, relative_difference
-from radgazegen.controls.cpu_threads import one_thread_per_op, thread_map, workers
+from radgazegen.threads import one_thread_per_op, thread_map, workers
 from radgazegen.controls.texture import segment_features, texture_maps, texture_maps_batch
 from radgazegen.controls.texture_glcm import FEATURES as GLCM_FEATURES
 from radgazegen.controls.texture_glcm_windows import CooccurrenceWindows, box_sum

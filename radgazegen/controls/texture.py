@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from radgazegen.controls import texture_firstorder, texture_glcm, texture_neighbourhood, texture_zones
-from radgazegen.controls.cpu_threads import in_background, one_thread_per_op, thread_map, workers
+from radgazegen.threads import in_background, one_thread_per_op, thread_map, workers
 from radgazegen.controls.texture_glcm_windows import CooccurrenceWindows
 from radgazegen.controls.texture_names import expand_features
 

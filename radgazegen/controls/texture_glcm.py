@@ -26,7 +26,7 @@ from functools import cached_property
 
 import torch
 
-from radgazegen.controls.cpu_threads import thread_map, workers
+from radgazegen.threads import thread_map, workers
 from radgazegen.controls.multiset import DENSE_LIMIT, tally
 from radgazegen.controls.texture_feature_set import FeatureSet
 from radgazegen.controls.texture_firstorder import EPS
@@ -416,7 +416,7 @@ def _second_largest_square(counts: torch.Tensor, ends: torch.Tensor, levels: tor
 
 def _eigenvalues(batches: list[torch.Tensor]) -> list[torch.Tensor]:
     """``torch.linalg.eigvalsh`` of each batch of symmetric matrices; on a CPU, batches go to
-    :func:`~radgazegen.controls.cpu_threads.thread_map` (torch solves a batch's small matrices one after another)."""
+    :func:`~radgazegen.threads.thread_map` (torch solves a batch's small matrices one after another)."""
     if batches and batches[0].is_cuda:
         return [torch.linalg.eigvalsh(batch) for batch in batches]
     return list(thread_map(torch.linalg.eigvalsh, batches))
