@@ -203,17 +203,18 @@ def as_arrays(
 
 def _grey_levels(image: np.ndarray, region: np.ndarray, bin_count, bin_width) -> tuple[np.ndarray, int, int]:
     """Discretised grey levels (0 outside ``region``), the number of levels present and the highest one."""
-    if not np.isfinite(image[region]).all():
+    inside = image[region]
+    if not np.isfinite(inside).all():
         raise ValueError("image has non-finite values inside the region")
-    levels = np.where(region, np.digitize(image, discretise(image[region], bin_count, bin_width)), 0)
-    present = np.unique(levels[region])
-    return levels, len(present), int(present.max())
+    levels = np.where(region, np.digitize(image, discretise(inside, bin_count, bin_width)), 0)
+    present = np.flatnonzero(np.bincount(levels[region]))
+    return levels, len(present), int(present[-1])
 
 
 def discretise(values: np.ndarray, bin_count: int | None, bin_width: float | None) -> np.ndarray:
     """pyradiomics' bin edges for ``values`` (``imageoperations.getBinEdges``)."""
     if bin_width is None:
-        edges = np.histogram(values, int(bin_count))[1]
+        edges = np.histogram_bin_edges(values, int(bin_count))
         edges[-1] += 1
         return edges
     low, high = float(values.min()), float(values.max())

@@ -72,13 +72,13 @@ class PairSums:
 
     @cached_property
     def mean(self) -> torch.Tensor:
-        r""":math:`\mu_x = \mu_y`."""
-        return self.expectation((self.a + self.b) / 2)
+        r""":math:`\mu_x = \mu_y = \frac{1}{2}\sum_{i,j}(i+j)P(i,j)`."""
+        return self.moment(self.level_sums, 1) / 2
 
     @cached_property
     def difference(self) -> torch.Tensor:
-        """:math:`|i - j|` on the pairs."""
-        return (self.a - self.b).abs()
+        """:math:`|i - j|` on the pairs, as ``dtype``."""
+        return self.level_differences.to(self.dtype)
 
     @cached_property
     def level_sums(self) -> torch.Tensor:
@@ -91,6 +91,19 @@ class PairSums:
         return (self.first_levels - self.second_levels).abs()
 
     @cached_property
+    def level_products(self) -> torch.Tensor:
+        """:math:`ij` on the pairs, as integers."""
+        return self.first_levels * self.second_levels
+
+    def moment(self, keys: torch.Tensor, order: int) -> torch.Tensor:
+        r""":math:`\sum_{i,j}k(i,j)^{order}P(i,j)` for an integer, symmetric pair key :math:`k`."""
+        raise NotImplementedError
+
+    def central_moment(self, keys: torch.Tensor, order: int) -> torch.Tensor:
+        r""":math:`\sum_{i,j}(k(i,j)-\bar k)^{order}P(i,j)` for an integer, symmetric pair key :math:`k`."""
+        raise NotImplementedError
+
+    @cached_property
     def variance(self) -> torch.Tensor:
         r""":math:`\sigma_x^2 = \sum_{i,j}(i-\mu_x)^2P(i,j)`."""
         raise NotImplementedError
@@ -98,10 +111,6 @@ class PairSums:
     @cached_property
     def covariance(self) -> torch.Tensor:
         r""":math:`\sum_{i,j}(i-\mu_x)(j-\mu_y)P(i,j)`."""
-        raise NotImplementedError
-
-    def central_moment(self, keys: torch.Tensor, order: int) -> torch.Tensor:
-        r""":math:`\sum_{i,j}(k(i,j)-\bar k)^{order}P(i,j)` for an integer, symmetric pair key :math:`k`."""
         raise NotImplementedError
 
     def average(self, per_angle: torch.Tensor) -> torch.Tensor:
@@ -166,6 +175,9 @@ class CooccurrenceLists(PairSums):
     def covariance(self) -> torch.Tensor:
         centre = self.mean[..., None]
         return self.expectation((self.a - centre) * (self.b - centre))
+
+    def moment(self, keys: torch.Tensor, order: int) -> torch.Tensor:
+        return self.expectation(keys.to(self.dtype) ** order)
 
     def central_moment(self, keys: torch.Tensor, order: int) -> torch.Tensor:
         values = keys.to(self.dtype)
@@ -247,7 +259,7 @@ FEATURES: FeatureSet[CooccurrenceLists] = FeatureSet("glcm")
 @FEATURES.feature(kernel_sums=True)
 def autocorrelation(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_{i,j} P(i,j)\,ij`."""
-    return c.average(c.expectation(c.a * c.b))
+    return c.average(c.moment(c.level_products, 1))
 
 
 @FEATURES.feature(kernel_sums=True)
@@ -282,7 +294,7 @@ def cluster_tendency(c: PairSums) -> torch.Tensor:
 @FEATURES.feature(kernel_sums=True)
 def contrast(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_{i,j} (i-j)^2 P(i,j)`."""
-    return c.average(c.expectation(c.difference**2))
+    return c.average(c.moment(c.level_differences, 2))
 
 
 @FEATURES.feature(kernel_sums=True)
@@ -296,7 +308,7 @@ def correlation(c: PairSums) -> torch.Tensor:
 @FEATURES.feature(kernel_sums=True)
 def difference_average(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_k k\,p_{x-y}(k)`."""
-    return c.average(c.expectation(c.difference))
+    return c.average(c.moment(c.level_differences, 1))
 
 
 @FEATURES.feature
@@ -457,7 +469,7 @@ def maximum_probability(c: CooccurrenceLists) -> torch.Tensor:
 @FEATURES.feature(kernel_sums=True)
 def sum_average(c: PairSums) -> torch.Tensor:
     r""":math:`\sum_k k\,p_{x+y}(k)`."""
-    return c.average(c.expectation(c.a + c.b))
+    return c.average(c.moment(c.level_sums, 1))
 
 
 @FEATURES.feature

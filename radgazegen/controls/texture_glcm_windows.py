@@ -64,26 +64,37 @@ class CooccurrenceWindows(PairSums):
         max_level: torch.Tensor,
         dtype: torch.dtype,
     ) -> None:
-        grid = torch.nn.functional.pad(levels, (radius + 1,) * 4)  # every kernel cell's neighbours exist
+        small = int(max_level.max()) < 2**15  # then sums, differences and products of levels fit int32
+        grid = torch.nn.functional.pad(levels.to(torch.int32 if small else torch.int64), (radius + 1,) * 4)
         height, width = grid.shape[-2] - 1, grid.shape[-1] - 2  # pair starts: rows [0, H-1), cols [1, W-1)
-        first = grid[:, :height, 1 : 1 + width]
-        self.first_levels = torch.stack([first] * len(ANGLES), 1)
+        first = grid[:, None, :height, 1 : 1 + width]  # the same first ends for every angle
+        self.first_levels = first.expand(-1, len(ANGLES), -1, -1)
         self.second_levels = torch.stack([grid[:, dy : dy + height, 1 + dx : 1 + dx + width] for dy, dx in ANGLES], 1)
-        self.valid = (self.first_levels > 0) & (self.second_levels > 0)
+        self.valid = (first > 0) & (self.second_levels > 0)
         self.radius = radius
         self.targets = image_index, rows, cols
+        self._everywhere = len(rows) == levels.numel()  # every voxel of every grid is a kernel centre
         self._box_indices: dict[int, torch.Tensor] = {}
         self._power_cache: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
         self.dtype = dtype
-        self.a = self.first_levels.to(dtype)
-        self.b = self.second_levels.to(dtype)
-        self.present = self.valid.to(dtype)
         self.max_level = max_level.to(dtype)[:, None, None, None]
-        self.pair_counts = self.kernel_sum(self.valid.to(torch.int64))
+        self.pair_counts = self.kernel_sum(self.valid.to(torch.int32), torch.int64)
         self.pairs = self.pair_counts.to(dtype)
-        kernels_with_pairs = torch.zeros((len(levels), len(ANGLES)), dtype=torch.int64, device=levels.device)
-        kernels_with_pairs.index_add_(0, image_index, (self.pair_counts > 0).long())
+        kernels_with_pairs = torch.zeros((len(levels), len(ANGLES)), dtype=torch.int32, device=levels.device)
+        kernels_with_pairs.index_add_(0, image_index, (self.pair_counts > 0).int())
         self.empty_angles = (kernels_with_pairs == 0)[image_index]
+
+    @cached_property
+    def a(self) -> torch.Tensor:
+        return self.first_levels[:, :1].to(self.dtype).expand_as(self.second_levels)
+
+    @cached_property
+    def b(self) -> torch.Tensor:
+        return self.second_levels.to(self.dtype)
+
+    @cached_property
+    def present(self) -> torch.Tensor:
+        return self.valid.to(self.dtype)
 
     @staticmethod
     def exact(radius: int, max_level: int) -> bool:
@@ -92,12 +103,18 @@ class CooccurrenceWindows(PairSums):
         pairs = 2 * radius * (2 * radius + 1)
         return 16 * pairs**5 * (2 * max_level) ** 4 < 2**63
 
-    def kernel_sum(self, values: torch.Tensor) -> torch.Tensor:
-        found = []
+    def kernel_sum(self, values: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Box sums of ``values`` at each kernel, ``(kernels, angles)``, written straight into ``dtype`` (default:
+        that of ``values``)."""
+        found = torch.empty((len(ANGLES), len(self.targets[0])), dtype=dtype or values.dtype, device=values.device)
         for angle, (dy, dx) in enumerate(ANGLES):
             boxes = box_sum(values[:, angle], 2 * self.radius + 1 - dy, 2 * self.radius + 1 - abs(dx))
-            found.append(boxes.reshape(-1)[self._box_index(angle, boxes.shape)])
-        return torch.stack(found, -1)
+            if self._everywhere:  # the kernels' boxes are a block of every grid: slice, no gather
+                rows, cols = self.second_levels.shape[-2] - 2 * self.radius - 1, boxes.shape[-1] - abs(dx)
+                found[angle] = boxes[:, 1 : 1 + rows, max(0, -dx) : max(0, -dx) + cols].reshape(-1)
+            else:
+                found[angle] = boxes.reshape(-1)[self._box_index(angle, boxes.shape)]
+        return found.T  # angles last, as every feature expects
 
     def _box_index(self, angle: int, shape: torch.Size) -> torch.Tensor:
         """Flat index of each kernel's box sum in the box sums of ``angle`` (which have ``shape``)."""
@@ -112,8 +129,15 @@ class CooccurrenceWindows(PairSums):
         sums = self._power_cache.setdefault(id(keys), (keys, [self.pair_counts]))[1]
         if len(sums) <= order:
             kept = torch.where(self.valid, keys, 0)
-            sums += [self.kernel_sum(kept**power) for power in range(len(sums), order + 1)]
+            most = int(kept.max()) * (2 * self.radius + 1) ** 2  # bounds a kernel's sum of k^1 (and of k^j below)
+            for power in range(len(sums), order + 1):
+                wide = most * int(kept.max()) ** (power - 1) >= 2**31
+                sums.append(self.kernel_sum((kept.long() if wide else kept) ** power, torch.int64))
         return sums
+
+    def moment(self, keys: torch.Tensor, order: int) -> torch.Tensor:
+        """:math:`S_m / n`."""
+        return self._power_sums(keys, order)[order].to(self.dtype) / self.pairs
 
     def central_moment(self, keys: torch.Tensor, order: int) -> torch.Tensor:
         """:math:`\\frac{1}{n^{m+1}}\\sum_j \\binom{m}{j} n^j S_j (-S_1)^{m-j}`, i.e. :math:`\\frac{1}{n}\\sum (k - S_1/n)^m`."""
@@ -123,21 +147,16 @@ class CooccurrenceWindows(PairSums):
         return total.to(self.dtype) / self.pairs ** (order + 1)
 
     @cached_property
-    def _level_sums(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:math:`A+B=\\sum(a+b)`, :math:`\\sum(a^2+b^2)` and :math:`\\sum ab` over each kernel's pairs (int64)."""
-        a = torch.where(self.valid, self.first_levels, 0)
-        b = torch.where(self.valid, self.second_levels, 0)
-        return self.kernel_sum(a + b), self.kernel_sum(a * a + b * b), self.kernel_sum(a * b)
-
-    @cached_property
     def variance(self) -> torch.Tensor:
-        """Of the :math:`2n` pooled pair ends: :math:`(2n\\sum(a^2+b^2) - (A+B)^2) / (2n)^2`."""
-        total, squares, _ = self._level_sums
-        ends = 2 * self.pair_counts
-        return (ends * squares - total**2).to(self.dtype) / (2 * self.pairs) ** 2
+        """Of the :math:`2n` pooled pair ends: :math:`(2n\\sum(a^2+b^2) - (\\sum(a+b))^2) / (2n)^2`,
+        :math:`\\sum(a^2+b^2) = \\sum(a+b)^2 - 2\\sum ab`."""
+        n, total, squares = self._power_sums(self.level_sums, 2)[:3]
+        products = self._power_sums(self.level_products, 1)[1]
+        return (2 * n * (squares - 2 * products) - total**2).to(self.dtype) / (2 * self.pairs) ** 2
 
     @cached_property
     def covariance(self) -> torch.Tensor:
-        """:math:`\\sum ab/n - \\mu^2 = (4n\\sum ab - (A+B)^2) / (4n^2)`."""
-        total, _, products = self._level_sums
-        return (4 * self.pair_counts * products - total**2).to(self.dtype) / (4 * self.pairs**2)
+        """:math:`\\sum ab/n - \\mu^2 = (4n\\sum ab - (\\sum(a+b))^2) / (4n^2)`."""
+        n, total = self._power_sums(self.level_sums, 1)[:2]
+        products = self._power_sums(self.level_products, 1)[1]
+        return (4 * n * products - total**2).to(self.dtype) / (4 * self.pairs**2)
