@@ -67,9 +67,9 @@ def thread_map(function: Callable[[Item], Result], items: Iterable[Item]) -> Ite
 
 def in_background(function: Callable[[], Result]) -> Callable[[], Result]:
     """Start ``function()`` on a worker thread when there are several and return a call that waits for its
-    result; with one worker, the call computes it."""
+    result; with one worker, the first call computes it. Either way it runs once."""
     if workers() < 2 or _on_worker():
-        return function
+        return cache(function)
     return _pool(workers()).submit(function).result
 
 

@@ -22,7 +22,7 @@ equal size. Everything runs on the tensor's device, CPU or CUDA.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -311,67 +311,75 @@ def _maps(images, masks, names, radius, bin_count, bin_width, masked_kernel, dev
                 raise
             raise ValueError(f"image {number}: {err}") from err
     found: list[dict[str, torch.Tensor]] = [{} for _ in regions]  # per image: name -> values at its targets
-    pair_counts: list[torch.Tensor | None] = [None] * len(regions)
-    summing = []
+    pair_counts: list[Callable[[], torch.Tensor] | None] = [None] * len(regions)
+    summing = []  # per group of regions box-summed together: its regions, their kernel counts, its result
     if any(name.startswith("glcm_") for name in names):
         summed = [name for name in names if name.startswith("glcm_") and name[5:] in texture_glcm.FEATURES.kernel_sums]
         for numbers in _summable_groups(regions, radius):
-            windows = _windows([regions[n] for n in numbers], radius, device, dtype)
             sizes = [int(regions[n].targets.sum()) for n in numbers]
-            for number, counts in zip(numbers, torch.split(windows.pair_counts, sizes), strict=True):
-                pair_counts[number] = counts
+            result = in_background(partial(_summed_maps, [regions[n] for n in numbers], summed, radius, device, dtype))
+            summing.append((numbers, sizes, result))
+            for k, number in enumerate(numbers):
+                pair_counts[number] = partial(_region_part, result, sizes, k)
                 found[number] |= {name: None for name in summed}
-            summing.append((numbers, sizes, in_background(partial(_features, texture_glcm.FEATURES, summed, windows))))
-    for number, region in enumerate(regions):  # while the box sums run on another worker
+    for number, region in enumerate(regions):  # while the box sums run on other workers
         rest = [name for name in names if name not in found[number]]
         if rest:
             found[number] |= _kernel_maps(region, rest, radius, device, dtype, chunk_size, progress, pair_counts[number])
     for numbers, sizes, result in summing:
-        for name, values in result().items():
+        for name, values in result()[1].items():
             for number, part in zip(numbers, torch.split(values, sizes), strict=True):
                 found[number][name] = part
     out_dtype = np.float64 if dtype == torch.float64 else np.float32
     maps = []
     for image, region, values in zip(images, regions, found, strict=True):
-        ys, xs = np.nonzero(region.targets)
+        height, width = region.targets.shape
+        crop = slice(region.top, region.top + height), slice(region.left, region.left + width)
         maps.append({})
         for name in names:
             full = np.full(image.shape, np.nan, dtype=out_dtype)
-            full[ys + region.top, xs + region.left] = values[name].cpu().numpy()
+            full[crop][region.targets] = values[name].cpu().numpy()
             maps[-1][name] = full
     return maps
 
 
-def _features(table, names: list[str], inputs) -> dict[str, torch.Tensor]:
-    """The features ``names`` (``"<class>_<Feature>"``) from one class's ``table`` and its ``inputs``."""
-    return {name: table[name.split("_", 1)[1]](inputs) for name in names}
+def _region_part(result: Callable[[], tuple], sizes: list[int], k: int) -> torch.Tensor:
+    """The ``k``-th region's kernels of a group's box-summed pair counts."""
+    return torch.split(result()[0], sizes)[k]
+
+
+def _summed_maps(regions: list[_Region], names: list[str], radius: int, device, dtype):
+    """Box sums over same-shape regions: each kernel's pair counts ``(kernels, angles)`` and the GLCM features
+    ``names`` (``"glcm_<Feature>"``), kernels in region order."""
+    windows = _windows(regions, radius, device, dtype)
+    return windows.pair_counts.T, {name: texture_glcm.FEATURES[name.split("_", 1)[1]](windows) for name in names}
 
 
 def _summable_groups(regions: list[_Region], radius: int) -> list[list[int]]:
-    """The regions whose GLCM pair sums are exact in int64, grouped by the shape of their level grid."""
+    """The regions whose GLCM pair sums are exact in int64, grouped by the shape of their level grid, each
+    group split into one part per worker."""
     groups: dict[tuple[int, int], list[int]] = {}
     for number, region in enumerate(regions):
         if CooccurrenceWindows.exact(radius, region.max_level):
             groups.setdefault(region.levels.shape, []).append(number)
-    return list(groups.values())
+    return [group[start : start + step] for group in groups.values()
+            for step in [-(-len(group) // workers())] for start in range(0, len(group), step)]  # fmt: skip
 
 
 def _windows(regions: list[_Region], radius: int, device, dtype) -> CooccurrenceWindows:
     """Box-filtered pair sums of same-shape regions, their kernels in region order."""
-    targets = [np.nonzero(region.targets) for region in regions]
-    image_index = np.concatenate([np.full(len(ys), k) for k, (ys, _) in enumerate(targets)])
     return CooccurrenceWindows(
         torch.as_tensor(np.stack([region.levels for region in regions]), device=device),
         radius,
-        *(torch.as_tensor(index, device=device) for index in (image_index, *map(np.concatenate, zip(*targets, strict=True)))),
+        torch.as_tensor(np.stack([region.targets for region in regions]), device=device),
         max_level=torch.tensor([region.max_level for region in regions], device=device),
         dtype=dtype,
     )
 
 
 def _kernel_maps(region, names, radius, device, dtype, chunk_size, progress, pair_counts) -> dict[str, torch.Tensor]:
-    """Maps from each kernel's own cells or pairs, gathered chunk by chunk (``pair_counts``: per kernel and
-    angle, when the box sums already counted them)."""
+    """Maps from each kernel's own cells or pairs, gathered chunk by chunk (``pair_counts``: gives the pairs per
+    kernel and angle when the box sums count them, waited for only when the pair lists need them)."""
     kernels = _kernels(region.levels, region.values, region.targets, radius, device, dtype)
     max_level = region.max_level
     by_class: dict[str, list[str]] = {}
@@ -379,11 +387,6 @@ def _kernel_maps(region, names, radius, device, dtype, chunk_size, progress, pai
         cls, feature = name.split("_", 1)
         by_class.setdefault(cls, []).append(feature)
     listed = bool(by_class.get("glcm"))
-    if listed:
-        sizes = _level_spans(region, radius, device)
-        pair_counts = _pair_counts(kernels, chunk_size) if pair_counts is None else pair_counts
-        empty_angles = pair_counts.sum(0) == 0
-        lacking = bool((pair_counts[:, ~empty_angles] == 0).any())
     on_grid = [(cls, name) for cls in GRID_CLASSES for name in by_class.get(cls, [])]
     on_cells = "firstorder" in by_class or bool(on_grid)
 
@@ -412,6 +415,10 @@ def _kernel_maps(region, names, radius, device, dtype, chunk_size, progress, pai
                     results[name][chosen] = values
                 bar.update(len(range(total)[chosen]))
         if listed:  # kernels' pair lists, by how many levels they hold: few-level kernels in long chunks
+            counts = pair_counts() if pair_counts is not None else _pair_counts(kernels, chunk_size)
+            empty_angles = counts.sum(0) == 0
+            lacking = bool((counts[:, ~empty_angles] == 0).any())
+            sizes = _level_spans(region, radius, device)
             order = torch.argsort(sizes, stable=True)
             budget = LEVEL_MATRIX_BUDGET["cuda" if device.type == "cuda" else "cpu"]
             chunks, start = [], 0

@@ -42,9 +42,9 @@ class PairSums:
 
     A subclass gives the pair values ``a``/``b`` (grey levels of the two ends as ``dtype``, integer
     ``first_levels``/``second_levels``, ``valid``) in its own layout and :meth:`kernel_sum`, the sum of a
-    pair value over each kernel's pairs; ``max_level`` is :math:`N_g` and ``empty_angles`` flags angles
-    without a pair in the whole region (both broadcast against the pair values and the ``(kernels, angles)``
-    results). Each pair stands for the two symmetric entries :math:`(i,j)` and :math:`(j,i)` of :math:`P`,
+    pair value over each kernel's pairs, per kernel and angle (angles on ``angle_axis``); ``max_level`` is
+    :math:`N_g` and ``empty_angles`` flags angles without a pair in the whole region (both broadcast against
+    the pair values and the per-kernel results). Each pair stands for the two symmetric entries :math:`(i,j)` and :math:`(j,i)` of :math:`P`,
     so a sum over :math:`P` of a symmetric :math:`f` is the mean of :math:`f` over the pairs.
     """
 
@@ -113,9 +113,17 @@ class PairSums:
         r""":math:`\sum_{i,j}(i-\mu_x)(j-\mu_y)P(i,j)`."""
         raise NotImplementedError
 
+    angle_axis = -1
+    """The axis of the angles in the per-kernel results (the layout a subclass computes fastest)."""
+
     def average(self, per_angle: torch.Tensor) -> torch.Tensor:
         """Average over the angles, ignoring angles without pairs (pyradiomics' ``nanmean``)."""
-        return torch.nanmean(per_angle, dim=-1)
+        return torch.nanmean(per_angle, dim=self.angle_axis)
+
+    def plain_average(self, per_angle: torch.Tensor) -> torch.Tensor:
+        """Mean over the angles that have a pair somewhere in the region (``nan`` if one has none in this kernel)."""
+        kept = ~self.empty_angles.expand_as(per_angle)
+        return torch.where(kept, per_angle, 0).sum(self.angle_axis) / kept.sum(self.angle_axis)
 
 
 class CooccurrenceLists(PairSums):
@@ -265,8 +273,7 @@ def autocorrelation(c: PairSums) -> torch.Tensor:
 @FEATURES.feature(kernel_sums=True)
 def joint_average(c: PairSums) -> torch.Tensor:
     r""":math:`\mu_x = \sum_{i,j} P(i,j)\,i`; a plain mean over the angles (``nan`` if one has no pair here)."""
-    kept = ~c.empty_angles.expand_as(c.mean)
-    return torch.where(kept, c.mean, 0).sum(-1) / kept.sum(-1)
+    return c.plain_average(c.mean)
 
 
 def _cluster(c: PairSums, power: int) -> torch.Tensor:

@@ -17,7 +17,7 @@ and combined in int64 and divided once (:meth:`CooccurrenceWindows.exact` bounds
 distribution and stay with :class:`~radgazegen.controls.texture_glcm.CooccurrenceLists`.
 
 Images of one batch share the layout: tensors are ``(images, rows, cols)``, results ``(voxels, angles)`` at
-the target voxels (``image_index``, ``rows``, ``cols``) in order.
+the target voxels, image by image, each in row-major order.
 """
 
 from __future__ import annotations
@@ -46,20 +46,21 @@ def box_sum(values: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 class CooccurrenceWindows(PairSums):
-    """Pair images of a batch of same-shape level grids and the box sums that give each kernel's pair sums.
+    """Pair images of a batch of same-shape level grids and the box sums that give each kernel's pair sums,
+    ``(angles, kernels)``: angles first, so that each angle's results are contiguous.
 
     ``levels``: ``(images, height, width)`` integer grey levels, 0 outside the kernel region; ``radius``
-    :math:`r`; the kernels are centred at ``(image_index, rows, cols)``; ``max_level`` :math:`N_g` per image
-    (``(images,)``); ``dtype`` of the results.
+    :math:`r`; the kernels are centred where ``targets`` (same shape, bool) is true, in row-major order image by
+    image; ``max_level`` :math:`N_g` per image (``(images,)``); ``dtype`` of the results.
     """
+
+    angle_axis = 0
 
     def __init__(
         self,
         levels: torch.Tensor,
         radius: int,
-        image_index: torch.Tensor,
-        rows: torch.Tensor,
-        cols: torch.Tensor,
+        targets: torch.Tensor,
         *,
         max_level: torch.Tensor,
         dtype: torch.dtype,
@@ -72,17 +73,28 @@ class CooccurrenceWindows(PairSums):
         self.second_levels = torch.stack([grid[:, dy : dy + height, 1 + dx : 1 + dx + width] for dy, dx in ANGLES], 1)
         self.valid = (first > 0) & (self.second_levels > 0)
         self.radius = radius
-        self.targets = image_index, rows, cols
-        self._everywhere = len(rows) == levels.numel()  # every voxel of every grid is a kernel centre
+        self._targets = targets
+        self._kernels = int(targets.sum())
+        self._everywhere = self._kernels == targets.numel()  # every voxel of every grid is a kernel centre: slice
         self._box_indices: dict[int, torch.Tensor] = {}
         self._power_cache: dict[int, tuple[torch.Tensor, list[torch.Tensor]]] = {}
         self.dtype = dtype
         self.max_level = max_level.to(dtype)[:, None, None, None]
         self.pair_counts = self.kernel_sum(self.valid.to(torch.int32), torch.int64)
         self.pairs = self.pair_counts.to(dtype)
-        kernels_with_pairs = torch.zeros((len(levels), len(ANGLES)), dtype=torch.int32, device=levels.device)
-        kernels_with_pairs.index_add_(0, image_index, (self.pair_counts > 0).int())
-        self.empty_angles = (kernels_with_pairs == 0)[image_index]
+
+    @cached_property
+    def _target_index(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Image, row and column of each kernel centre."""
+        return torch.nonzero(self._targets, as_tuple=True)
+
+    @cached_property
+    def empty_angles(self) -> torch.Tensor:
+        """Per kernel, the angles without a pair in any kernel of its image."""
+        image_index = self._target_index[0]
+        kernels_with_pairs = torch.zeros((len(self.max_level), len(ANGLES)), dtype=torch.int32, device=image_index.device)
+        kernels_with_pairs.index_add_(0, image_index, (self.pair_counts > 0).int().T)
+        return (kernels_with_pairs == 0)[image_index].T
 
     @cached_property
     def a(self) -> torch.Tensor:
@@ -104,9 +116,9 @@ class CooccurrenceWindows(PairSums):
         return 16 * pairs**5 * (2 * max_level) ** 4 < 2**63
 
     def kernel_sum(self, values: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """Box sums of ``values`` at each kernel, ``(kernels, angles)``, written straight into ``dtype`` (default:
+        """Box sums of ``values`` at each kernel, ``(angles, kernels)``, written straight into ``dtype`` (default:
         that of ``values``)."""
-        found = torch.empty((len(ANGLES), len(self.targets[0])), dtype=dtype or values.dtype, device=values.device)
+        found = torch.empty((len(ANGLES), self._kernels), dtype=dtype or values.dtype, device=values.device)
         for angle, (dy, dx) in enumerate(ANGLES):
             boxes = box_sum(values[:, angle], 2 * self.radius + 1 - dy, 2 * self.radius + 1 - abs(dx))
             if self._everywhere:  # the kernels' boxes are a block of every grid: slice, no gather
@@ -114,12 +126,12 @@ class CooccurrenceWindows(PairSums):
                 found[angle] = boxes[:, 1 : 1 + rows, max(0, -dx) : max(0, -dx) + cols].reshape(-1)
             else:
                 found[angle] = boxes.reshape(-1)[self._box_index(angle, boxes.shape)]
-        return found.T  # angles last, as every feature expects
+        return found
 
     def _box_index(self, angle: int, shape: torch.Size) -> torch.Tensor:
         """Flat index of each kernel's box sum in the box sums of ``angle`` (which have ``shape``)."""
         if angle not in self._box_indices:
-            image_index, rows, cols = self.targets
+            image_index, rows, cols = self._target_index
             dx = ANGLES[angle][1]
             self._box_indices[angle] = (image_index * shape[-2] + rows + 1) * shape[-1] + cols + max(0, -dx)
         return self._box_indices[angle]
