@@ -32,17 +32,36 @@ def machine_name(hardware: dict) -> str:
     return f"{hardware['cpus']} CPU cores" + (f" + {gpu}" if gpu else "")
 
 
+OLD_CROP = "corner (800, 700)"
+"""Runs stored before the benchmark named its crops cropped RG1_UNCR.dcm at its default corner (800, 700)."""
+
+
 def radiomic_maps_table(results: str | Path = RESULTS) -> pd.DataFrame:
-    """One row per method, device, crop and machine of ``benchmarks/radiomic_maps.py``, with the speed-up over
-    that run's reference (its first row, pyradiomics) on the same machine; empty when no result is stored."""
+    """One row per method, device, crop, size and machine of ``benchmarks/radiomic_maps.py``, with the speed-up
+    over that run's reference (pyradiomics, or ``texture_maps`` on the CPU where pyradiomics is not installed)
+    on the same crop and machine; empty when no result is stored."""
     rows = []
     for run in benchmark_runs("radiomic_maps", results):
-        reference = run["rows"][0]
+        references = {}
         for row in run["rows"]:
-            rows.append({"machine": machine_name(run["hardware"]), "crop": f"{run['size']}x{run['size']}",
-                         "reference": run.get("reference", reference["method"]), **row,
-                         "speedup": reference["seconds"] / row["seconds"]})  # fmt: skip
+            key = (row.get("crop", OLD_CROP), row.get("size", run.get("size")))
+            reference = references.setdefault(key, row)  # each crop's first row is its reference
+            rows.append({"machine": machine_name(run["hardware"]), "crop": key[0], "size": key[1],
+                         "reference": run.get("reference") or reference["method"], "date": run.get("date"),
+                         "cold_seconds": float("nan"), **row, "speedup": reference["seconds"] / row["seconds"]})  # fmt: skip
     table = pd.DataFrame(rows)
     if not table.empty:
         table["method / device"] = table["method"] + " / " + table["device"]
     return table
+
+
+def radiomic_maps_summary(results: str | Path = RESULTS) -> pd.DataFrame:
+    """Per machine of ``benchmarks/radiomic_maps.py``: the per-call overhead, the copy bandwidth and each batch
+    comparison (``texture_maps_batch`` against one ``texture_maps`` call per image); runs that did not measure
+    them are left out."""
+    rows = []
+    for run in benchmark_runs("radiomic_maps", results):
+        for batch in run.get("batches", []):
+            rows.append({"machine": machine_name(run["hardware"]), "per-call overhead (s)": run["overhead_seconds"],
+                         "copy bandwidth (GB/s)": run["copy_bandwidth_bytes_per_second"] / 1e9, **batch})  # fmt: skip
+    return pd.DataFrame(rows)

@@ -383,23 +383,32 @@ def agreement_plot(differences: pd.Series, tolerance: float = 1e-6, floor: float
     return figure
 
 
-def speedup_plot(table: pd.DataFrame) -> plt.Figure:
+def speedup_plot(table: pd.DataFrame, targets: Sequence[float] = (100, 300)) -> plt.Figure:
     """One panel per machine of :func:`radgazegen.benchmarks.radiomic_maps_table`: each method's speed-up over the
-    reference on the same machine (log scale), one bar per crop size."""
+    reference on the same crop and machine (log scale), one bar per crop size; dotted lines at ``targets`` where the
+    reference is pyradiomics."""
     import seaborn as sns
 
     machines = list(dict.fromkeys(table["machine"]))
-    figure, axes = plt.subplots(1, len(machines), figsize=(6 * len(machines), 3.2), squeeze=False)
-    for ax, machine in zip(axes[0], machines, strict=True):
-        part = table[table["machine"] == machine]
-        crops = sorted(set(part["crop"]), key=lambda crop: int(crop.split("x")[0]))
-        sns.barplot(data=part, y="method / device", x="speedup", hue="crop", hue_order=crops, ax=ax)
-        ax.axvline(1, color="black", linewidth=0.8)
+    shown = table[table["speedup"] != 1].assign(row=lambda t: t["method / device"] + "\n" + t["crop"],
+                                              px=lambda t: t["size"].astype(str) + " px")  # fmt: skip
+    heights = [max(2.4, 0.45 * shown.loc[shown["machine"] == m, "row"].nunique() + 1.2) for m in machines]
+    figure, axes = plt.subplots(len(machines), 1, figsize=(9, sum(heights)), squeeze=False,
+                                gridspec_kw={"height_ratios": heights})  # fmt: skip
+    for ax, machine in zip(axes[:, 0], machines, strict=True):
+        part = shown[shown["machine"] == machine]
+        sizes = [f"{size} px" for size in sorted(set(part["size"]))]
+        sns.barplot(data=part, y="row", x="speedup", hue="px", hue_order=sizes, ax=ax)
+        reference = table.loc[table["machine"] == machine, "reference"].iloc[0]
+        if reference.startswith("pyradiomics"):
+            for target in targets:
+                ax.axvline(target, color="grey", linestyle=":", linewidth=1)
         ax.set_xscale("log")
-        ax.set_title(f"{machine}\nreference (1x): {part['reference'].iloc[0]}", fontsize=9)
-        ax.set_xlabel("speed-up over the reference, same machine (log scale)")
+        ax.set_title(f"{machine}, measured {part['date'].iloc[0]}; reference (1x): {reference}", fontsize=9)
+        ax.set_xlabel("speed-up over the reference on the same crop and machine (log scale)")
         ax.set_ylabel("")
-        ax.legend(title="crop", fontsize=8, loc="lower right")
+        ax.tick_params(axis="y", labelsize=8)
+        ax.legend(title="crop size", fontsize=8, loc="lower right")
     figure.tight_layout()
     return figure
 

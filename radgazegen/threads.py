@@ -39,9 +39,13 @@ def torch_threads(count: int) -> Iterator[None]:
 @contextlib.contextmanager
 def one_thread_per_op(device: torch.device) -> Iterator[None]:
     """On a CPU, run torch ops on one thread inside the block and keep the thread count for :func:`thread_map`
-    and :func:`in_background`; on other devices, do nothing."""
+    and :func:`in_background`; on other devices (a GPU queues its kernels on one stream), one worker."""
     if device.type != "cpu":
-        yield
+        token = _WORKERS.set(1)
+        try:
+            yield
+        finally:
+            _WORKERS.reset(token)
         return
     token = _WORKERS.set(torch.get_num_threads())
     try:

@@ -10,7 +10,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from radgazegen.benchmarks import RESULTS, benchmark_runs, radiomic_maps_table
+from radgazegen.benchmarks import OLD_CROP, RESULTS, benchmark_runs, radiomic_maps_summary, radiomic_maps_table
 from radgazegen.controls.extract import load_controls
 from radgazegen.controls.reference import compare_with_pyradiomics
 from radgazegen.data.reflacx import ReflacxDataset
@@ -103,10 +103,13 @@ def test_compare_with_pyradiomics_agrees_and_times_both() -> None:
 def test_benchmark_tables_ship_with_the_package_and_bad_files_are_named(tmp_path: Path) -> None:
     shipped = radiomic_maps_table()
     assert not shipped.empty and RESULTS.parent.name == "radgazegen"
-    first = shipped.groupby(["machine", "crop"]).head(1)  # each run's reference row
+    first = shipped.groupby(["machine", "crop", "size"]).head(1)  # each crop's reference row
     np.testing.assert_allclose(first["speedup"], 1.0)
+    assert {"lung field", "mass", "heart edge", OLD_CROP} <= set(shipped["crop"])
+    summary = radiomic_maps_summary()
+    assert (summary["speedup"] > 1).all() and set(summary["images"]) == {120}
     speedup_plot(shipped)
-    assert radiomic_maps_table(tmp_path).empty
+    assert radiomic_maps_table(tmp_path).empty and radiomic_maps_summary(tmp_path).empty
     (tmp_path / "radiomic_maps_x.json").write_text("{not json")
     with pytest.raises(ValueError, match="radiomic_maps_x.json: not a benchmark result"):
         benchmark_runs("radiomic_maps", tmp_path)

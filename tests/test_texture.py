@@ -273,6 +273,8 @@ def test_one_thread_per_op_is_restored_and_thread_maps_keep_order(radiograph: np
         assert list(thread_map(lambda k: list(thread_map(lambda j: j * k, range(3))), range(4))) == [
             [0, 0, 0], [0, 1, 2], [0, 2, 4], [0, 3, 6]]  # fmt: skip
     assert torch.get_num_threads() == before
+    with one_thread_per_op(torch.device("cuda")):  # a GPU queues its kernels on one stream: no worker threads
+        assert workers() == 1 and torch.get_num_threads() == before
     image = radiograph[1000:1032, 800:832]
     shared = texture_maps(image, "glcm_MCC")
     torch.set_num_threads(1)
@@ -281,3 +283,13 @@ def test_one_thread_per_op_is_restored_and_thread_maps_keep_order(radiograph: np
     finally:
         torch.set_num_threads(before)
     np.testing.assert_array_equal(shared["glcm_MCC"], alone["glcm_MCC"])
+
+
+def test_whole_images_are_discretised_together_as_one_by_one(radiograph: np.ndarray) -> None:
+    """The batched discretisation of unmasked same-shape images (bin count) equals numpy's, flat images included."""
+    images = [radiograph[1000 + 7 * k : 1020 + 7 * k, 800:824] for k in range(5)] + [np.full((20, 24), 3.0)]
+    batched = texture_maps_batch(np.stack(images), ["glcm_Contrast", "firstorder_Median"], bin_count=24)
+    for k, image in enumerate(images):
+        single = texture_maps(image, ["glcm_Contrast", "firstorder_Median"], bin_count=24)
+        for name, values in single.items():
+            np.testing.assert_array_equal(batched[name][k], values, err_msg=f"{name}, image {k}")
