@@ -200,13 +200,13 @@ def main() -> None:
             found = []
             for device in devices:
                 texture_maps(image, FEATURES, device=device, **SETTINGS)
-                ours, seconds = timed(lambda d=device: texture_maps(image, FEATURES, device=d, **SETTINGS), args.repeats)
+                ours, seconds = timed(lambda d=device, i=image: texture_maps(i, FEATURES, device=d, **SETTINGS), args.repeats)
                 found.append(("radgazegen texture_maps", device, ours, seconds, cold_seconds(image, device)))
             if args.reference == "pyradiomics":
-                reference, reference_seconds = timed(lambda: pyradiomics_maps(image, FEATURES, **SETTINGS))
+                reference, reference_seconds = timed(lambda i=image: pyradiomics_maps(i, FEATURES, **SETTINGS))
                 found.insert(0, ("pyradiomics (voxel-based)", "cpu", reference, reference_seconds, reference_seconds))
             for backend in flash:
-                maps, seconds = timed(lambda b=backend: flash_radiomics_maps(image, b))
+                maps, seconds = timed(lambda b=backend, i=image: flash_radiomics_maps(i, b))
                 found.append(("flash-radiomics (spatial)", backend, maps, seconds, seconds))
             reference, reference_seconds = found[0][2], found[0][3]
             for method, device, maps, seconds, cold in found:
