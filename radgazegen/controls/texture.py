@@ -14,9 +14,13 @@ one-slice volume with ``force2D``):
   (:mod:`~radgazegen.controls.texture_neighbourhood`); :func:`~radgazegen.controls.reference.pyradiomics_maps`
   runs pyradiomics itself, the reference they are tested against.
 
-Kernels are gathered for chunks of voxels (so memory stays bounded whatever the image size), sorted by
-how many grey levels they hold so that the small per-kernel eigenproblems of MCC come in batches of
-equal size. Everything runs on the tensor's device, CPU or CUDA.
+The GLCM features that are functions of sums over a kernel's pairs come from box filters over the whole
+region (:mod:`~radgazegen.controls.texture_glcm_windows`), on another worker while the rest runs. The rest
+gather each kernel's cells or pairs for chunks of voxels (so memory stays bounded whatever the image size);
+pair lists are sorted by how many grey levels their kernel can hold, so that the small per-kernel
+eigenproblems of MCC come in batches of equal size. On a CPU each torch op runs on one thread and the chunks
+spread over the cores (:mod:`radgazegen.threads`). :func:`texture_maps_batch` takes many images in one call.
+Everything runs on the tensor's device, CPU or CUDA.
 """
 
 from __future__ import annotations
@@ -31,9 +35,9 @@ import torch
 from tqdm.auto import tqdm
 
 from radgazegen.controls import texture_firstorder, texture_glcm, texture_neighbourhood, texture_zones
-from radgazegen.threads import in_background, one_thread_per_op, thread_map, workers
 from radgazegen.controls.texture_glcm_windows import CooccurrenceWindows
 from radgazegen.controls.texture_names import expand_features
+from radgazegen.threads import in_background, one_thread_per_op, thread_map, workers
 
 PROGRESS_VOXELS = 1 << 18
 """Voxel count from which a progress bar is shown when ``progress`` is left to ``None``."""

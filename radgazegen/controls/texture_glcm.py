@@ -11,7 +11,8 @@ angles with a pair (``nanmean``), as pyradiomics does.
 
 The matrices are never formed: a kernel holds at most :math:`2(2r+1)2r` ordered pairs per angle, so
 each sum over :math:`P` is a sum over its pairs. Features that are functions of such sums
-(``windowed``: contrast, correlation, the inverse differences, ...) take a :class:`PairSums`, which
+(registered with ``kernel_sums=True``: contrast, correlation, the inverse differences, ...) take a
+:class:`PairSums`, which
 :class:`CooccurrenceLists` (each kernel's gathered pair list) and
 :class:`~radgazegen.controls.texture_glcm_windows.CooccurrenceWindows` (box sums over pair images, every
 kernel of a region at once) both are; the others need each kernel's own distribution (entries,
@@ -26,10 +27,10 @@ from functools import cached_property
 
 import torch
 
-from radgazegen.threads import thread_map, workers
 from radgazegen.controls.multiset import DENSE_LIMIT, tally
 from radgazegen.controls.texture_feature_set import FeatureSet
 from radgazegen.controls.texture_firstorder import EPS
+from radgazegen.threads import thread_map, workers
 
 ANGLES = ((0, 1), (1, 0), (1, 1), (1, -1))
 """The in-plane (row, column) offsets at distance 1, one per direction."""
