@@ -40,16 +40,10 @@ def torch_threads(count: int) -> Iterator[None]:
 def one_thread_per_op(device: torch.device) -> Iterator[None]:
     """On a CPU, run torch ops on one thread inside the block and keep the thread count for :func:`thread_map`
     and :func:`in_background`; on other devices (a GPU queues its kernels on one stream), one worker."""
-    if device.type != "cpu":
-        token = _WORKERS.set(1)
-        try:
-            yield
-        finally:
-            _WORKERS.reset(token)
-        return
-    token = _WORKERS.set(torch.get_num_threads())
+    on_cpu = device.type == "cpu"
+    token = _WORKERS.set(torch.get_num_threads() if on_cpu else 1)
     try:
-        with torch_threads(1):
+        with torch_threads(1) if on_cpu else contextlib.nullcontext():
             yield
     finally:
         _WORKERS.reset(token)

@@ -39,26 +39,38 @@ EIGEN_BATCH = 8192
 
 
 class PairSums:
-    """The terms of the features that are functions of sums over each kernel's pairs, ``(kernels, angles)``.
+    """The terms of the features that are functions of sums over each kernel's pairs, per kernel and angle.
 
-    A subclass gives the pair values ``a``/``b`` (grey levels of the two ends as ``dtype``, integer
-    ``first_levels``/``second_levels``, ``valid``) in its own layout and :meth:`kernel_sum`, the sum of a
-    pair value over each kernel's pairs, per kernel and angle (angles on ``angle_axis``); ``max_level`` is
-    :math:`N_g` and ``empty_angles`` flags angles without a pair in the whole region (both broadcast against
-    the pair values and the per-kernel results). Each pair stands for the two symmetric entries :math:`(i,j)` and :math:`(j,i)` of :math:`P`,
-    so a sum over :math:`P` of a symmetric :math:`f` is the mean of :math:`f` over the pairs.
+    A subclass gives the pair values (the integer grey levels ``first_levels``/``second_levels`` of the two
+    ends and ``valid``) in its own layout and :meth:`kernel_sum`, the sum of a pair value over each kernel's
+    pairs, per kernel and angle (angles on ``angle_axis``); ``max_level`` is :math:`N_g` and ``empty_angles``
+    flags angles without a pair in the whole region (both broadcast against the pair values and the
+    per-kernel results). Each pair stands for the two symmetric entries :math:`(i,j)` and :math:`(j,i)` of
+    :math:`P`, so a sum over :math:`P` of a symmetric :math:`f` is the mean of :math:`f` over the pairs.
     """
 
-    a: torch.Tensor
-    b: torch.Tensor
     first_levels: torch.Tensor
     second_levels: torch.Tensor
     valid: torch.Tensor
-    present: torch.Tensor
     pairs: torch.Tensor
     max_level: int | torch.Tensor
     empty_angles: torch.Tensor
     dtype: torch.dtype
+
+    @cached_property
+    def a(self) -> torch.Tensor:
+        """:math:`i` on the pairs, as ``dtype``."""
+        return self.first_levels.to(self.dtype)
+
+    @cached_property
+    def b(self) -> torch.Tensor:
+        """:math:`j` on the pairs, as ``dtype``."""
+        return self.second_levels.to(self.dtype)
+
+    @cached_property
+    def present(self) -> torch.Tensor:
+        """1 on the pairs, 0 elsewhere, as ``dtype``."""
+        return self.valid.to(self.dtype)
 
     def kernel_sum(self, values: torch.Tensor) -> torch.Tensor:
         r""":math:`\sum` of a pair value over each kernel's pair slots (``values`` already zero on non-pairs)."""
@@ -155,18 +167,6 @@ class CooccurrenceLists(PairSums):
         self.empty_angles = empty_angles
         self.some_kernel_lacks_an_angle = some_kernel_lacks_an_angle
         self.dtype = dtype
-
-    @cached_property
-    def a(self) -> torch.Tensor:
-        return self.first_levels.to(self.dtype)
-
-    @cached_property
-    def b(self) -> torch.Tensor:
-        return self.second_levels.to(self.dtype)
-
-    @cached_property
-    def present(self) -> torch.Tensor:
-        return self.valid.to(self.dtype)
 
     @cached_property
     def pairs(self) -> torch.Tensor:

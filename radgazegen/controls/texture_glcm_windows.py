@@ -16,7 +16,7 @@ and combined in int64 and divided once (:meth:`CooccurrenceWindows.exact` bounds
 :func:`radgazegen.controls.texture.texture_maps` falls back to pair lists beyond that). pyradiomics' matrix-based features need each kernel's own
 distribution and stay with :class:`~radgazegen.controls.texture_glcm.CooccurrenceLists`.
 
-Images of one batch share the layout: tensors are ``(images, rows, cols)``, results ``(voxels, angles)`` at
+Images of one batch share the layout: tensors are ``(images, rows, cols)``, results ``(angles, kernels)`` at
 the target voxels, image by image, each in row-major order.
 """
 
@@ -98,15 +98,8 @@ class CooccurrenceWindows(PairSums):
 
     @cached_property
     def a(self) -> torch.Tensor:
+        """:math:`i` on the pairs: one converted copy, shared by the angles."""
         return self.first_levels[:, :1].to(self.dtype).expand_as(self.second_levels)
-
-    @cached_property
-    def b(self) -> torch.Tensor:
-        return self.second_levels.to(self.dtype)
-
-    @cached_property
-    def present(self) -> torch.Tensor:
-        return self.valid.to(self.dtype)
 
     @staticmethod
     def exact(radius: int, max_level: int) -> bool:
@@ -141,9 +134,9 @@ class CooccurrenceWindows(PairSums):
         sums = self._power_cache.setdefault(id(keys), (keys, [self.pair_counts]))[1]
         if len(sums) <= order:
             kept = torch.where(self.valid, keys, 0)
-            most = int(kept.max()) * (2 * self.radius + 1) ** 2  # bounds a kernel's sum of k^1 (and of k^j below)
+            largest = int(kept.max())
             for power in range(len(sums), order + 1):
-                wide = most * int(kept.max()) ** (power - 1) >= 2**31
+                wide = (2 * self.radius + 1) ** 2 * largest**power >= 2**31  # a kernel's sum of k^power may not fit int32
                 sums.append(self.kernel_sum((kept.long() if wide else kept) ** power, torch.int64))
         return sums
 
