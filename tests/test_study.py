@@ -76,9 +76,12 @@ def trained_pipe(phantom_dir: Path, trained_run: Path):
 def test_configurations_follow_the_trained_networks(trained_pipe) -> None:
     _, _, pipe = trained_pipe
     found = {c.name: c for c in bank.configurations(pipe)}
-    assert list(found) == ["text", "rad", "gaze", "both", "fused"]
+    assert list(found) == ["text", "rad", "gaze", "both", "fused", "donor", "perturbed"]
     assert found["rad"].controls == ("canny",) and found["both"].controls == ("canny", "gaze")
     assert found["text"].mode == "text" and found["fused"].mode == "fused"
+    assert found["donor"].controls == found["perturbed"].controls == ("canny", "gaze")
+    assert [c.name for c in found.values() if c.uses_own_image] == ["rad", "both", "fused"]
+    assert found["donor"].anatomical == ("canny",) and found["gaze"].anatomical == ()
 
 
 def test_bank_resumes_and_an_image_does_not_depend_on_its_batch(trained_pipe, tmp_path: Path) -> None:
@@ -104,6 +107,33 @@ def test_bank_resumes_and_an_image_does_not_depend_on_its_batch(trained_pipe, tm
     assert np.abs(more_steps.images - first.images).max() > 0.05  # other settings: the images are made afresh
     with pytest.raises(ValueError, match="copies"):
         bank.generate(pipe, both, cases, run_dir, SMOKE, copies=[1, 1], folder=tmp_path, progress=False)
+
+
+def test_bank_is_keyed_on_each_images_prompt_and_maps(trained_pipe, tmp_path: Path) -> None:
+    """A changed prompt or control map re-makes that image only; the others are kept as they are on disk."""
+    run_dir, dataset, pipe = trained_pipe
+    cases = bank.condition_cases(dataset, 3, seed=0)
+    both = next(c for c in bank.configurations(pipe) if c.name == "both")
+    first = bank.generate(pipe, both, cases, run_dir, SMOKE, folder=tmp_path, progress=False)
+    kept = tmp_path / f"{cases[0].id}.png"
+    marker = np.full((SMOKE.control_size, SMOKE.control_size), 0.5)
+    save_png16(kept, marker)  # stands in for an image made earlier from the same inputs
+    changed = [cases[0], cases[2], cases[1]]  # reading 1 now has reading 2's seed index, 2 has 1's
+    again = bank.generate(pipe, both, changed, run_dir, SMOKE, folder=tmp_path, progress=False)
+    np.testing.assert_allclose(again.images[0], marker, atol=1e-4)  # same prompt, maps and seed: kept
+    assert np.abs(again.images[1] - first.images[2]).max() > 0.05  # same reading, another seed: re-made
+    donors = bank.donor_cases(dataset, cases, seed=0)
+    donor = next(c for c in bank.configurations(pipe) if c.name == "donor")
+    lent = bank.generate(pipe, donor, cases, run_dir, SMOKE, donors=donors, folder=tmp_path / "donor", progress=False)
+    assert lent.donors == [d.id for d in donors] and all(d.id != c.id for d, c in zip(donors, cases, strict=True))
+    assert lent.contributors(0) == {cases[0].id, donors[0].id}
+    with pytest.raises(ValueError, match="donors"):
+        bank.generate(pipe, donor, cases, run_dir, SMOKE, folder=tmp_path / "none", progress=False)
+    perturbed = next(c for c in bank.configurations(pipe) if c.name == "perturbed")
+    moved = bank.generate(pipe, perturbed, cases, run_dir, SMOKE, folder=tmp_path / "perturbed", progress=False)
+    # the smoke ControlNets are barely trained: other maps move the images only a little, but they do move them
+    assert np.abs(moved.images - first.images).max() > 1e-4 and moved.contributors(0) == {cases[0].id}
+    assert np.abs(lent.images - first.images).max() > 1e-4
 
 
 def test_study_describes_its_run_and_cohorts(trained_pipe) -> None:

@@ -124,6 +124,22 @@ def is_gaze(name: str) -> bool:
     return name in GAZE_CONTROLS
 
 
+def is_texture(name: str) -> bool:
+    """Whether ``name`` is one of our texture-map controls (``texture:<feature>``)."""
+    return name.startswith(TEXTURE_PREFIX)
+
+
+EDGES, MASKS = ("canny",), ("lungs",)
+"""Controls whose maps are 0 / 1: thin edges, and a filled region; every other map is continuous in [0, 1]."""
+
+
+def control_kind(name: str) -> str:
+    """``"gaze"``, ``"edges"``, ``"mask"`` or ``"continuous"``: what a control's map is (how it may be transformed)."""
+    if is_gaze(name):
+        return "gaze"
+    return "edges" if name in EDGES else "mask" if name in MASKS else "continuous"
+
+
 def raw_controls(
     names: Sequence[str], inputs: ControlInputs, settings: ControlSettings, *, device: str | torch.device = "cpu"
 ) -> dict[str, np.ndarray]:

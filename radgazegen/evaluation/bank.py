@@ -1,59 +1,79 @@
 """The sample bank: images generated once per model configuration and shared by every evaluation chapter.
 
 Each configuration (text only, Rad-CN only, HVA-CN only, both as in the paper, fused, both + our
-texture maps) is sampled for the same ``conditions`` training readings (report as prompt, the
-reading's own controls), with one seed per reading and copy; readings may get more than one copy
-(e.g. a second sample for MS-SSIM diversity, or many for the long-tail protocol's rare findings).
+texture maps, and the two whose anatomy is not the prompt's patient: a donor's, or the patient's own
+deformed) is sampled for the same ``conditions`` training readings (report as prompt, the reading's own
+controls unless the configuration says otherwise), with one seed per reading and copy; readings may get more
+than one copy (e.g. a second sample for MS-SSIM diversity, or many for the long-tail protocol's rare findings).
 Images are written one 16-bit PNG per sample (``<id>.png``, then ``<id>_1.png``, ...) into
-``<run_dir>/samples/bank/<configuration>/`` as they are made, so an interrupted run resumes where it
-stopped. ``settings.json`` records how they are made (:func:`sampling_key`: a digest of the weights and
-control registry, scheduler, steps, guidance, seed, controls); if any of it changes, the folder's images
-are discarded and made again. ``index.json`` (written last) lists them.
+``<run_dir>/samples/bank/<configuration>/`` by :func:`~radgazegen.models.sampling.sample_cached`, which keeps
+an image only while the weights, sampler settings, prompt, control maps and seed it was made from are unchanged
+and resumes an interrupted run. ``index.json`` (written last) lists them.
 """
 
 from __future__ import annotations
 
-import json
+import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from radgazegen.controls.registry import GAZE_CONTROLS, TEXTURE_PREFIX, is_gaze
-from radgazegen.data.images import load_image, save_png16
+from radgazegen.controls.extract import stacked_controls
+from radgazegen.controls.perturb import perturb_maps
+from radgazegen.controls.registry import GAZE_CONTROLS, ControlRegistry, is_gaze, is_texture
 from radgazegen.data.reflacx import ReflacxCase, ReflacxDataset
 from radgazegen.io import write_json_atomic
 from radgazegen.models.pipeline import FUSED, RadGazeGenPipeline
-from radgazegen.models.sampling import TEXT_ONLY, sample_batch
+from radgazegen.models.sampling import TEXT_ONLY, SampleInputs, sample_cached
 from radgazegen.presets import Preset
 
 _COPY_SEED_OFFSET = 500_000  # seed index of copy c of reading k: k + c * offset
+OWN, DONOR, PERTURBED = "own", "donor", "perturbed"
+ANATOMY = (OWN, DONOR, PERTURBED)
+"""Where a configuration's anatomical (non-gaze) maps come from: the prompt's reading, a donor reading, or the
+prompt's reading deformed and degraded (:func:`~radgazegen.controls.perturb.perturb_maps`)."""
 
 
 @dataclass(frozen=True)
 class Configuration:
-    """One way of sampling the generator: a mode and the controls it follows."""
+    """One way of sampling the generator: a mode, the controls it follows and where its anatomical maps come from."""
 
     name: str
     label: str
     mode: str  # "text", "multi" or "fused"
     controls: tuple[str, ...]
+    anatomy: str = OWN
+
+    def __post_init__(self) -> None:
+        if self.anatomy not in ANATOMY:
+            raise ValueError(f"anatomy must be one of {ANATOMY}, got {self.anatomy!r}")
+
+    @property
+    def anatomical(self) -> tuple[str, ...]:
+        """The controls drawn from an image (every control but gaze)."""
+        return tuple(c for c in self.controls if not is_gaze(c))
+
+    @property
+    def uses_own_image(self) -> bool:
+        """Whether maps taken from the prompt's own image steer the samples as they are."""
+        return self.anatomy == OWN and bool(self.anatomical)
 
 
 def configurations(pipe: RadGazeGenPipeline, hva: str = "gaze") -> list[Configuration]:
-    """The paper's baselines and ablations that this pipeline's networks can make, in table order.
+    """The paper's baselines and ablations that this pipeline's networks can make, in table order, then ours.
 
     Rad-CN is every radiomics-group control except our texture maps; HVA-CN is the ControlNet of gaze
     control ``hva`` (``gaze``, the whole reading's heatmap, or ``gaze_findings``); the configurations
-    keep their names (``gaze``, ``both``, ...) whichever it is, and their labels say which.
+    keep their names (``gaze``, ``both``, ...) whichever it is, and their labels say which. ``donor`` and
+    ``perturbed`` are Rad-CN + HVA-CN with the anatomy of another reading, or the reading's own deformed.
     """
     if not is_gaze(hva):
         raise ValueError(f"hva must be a gaze control ({', '.join(GAZE_CONTROLS)}), got {hva!r}")
     multi = list(pipe.controls_of("multi")) if "multi" in pipe.modes else []
-    rad = tuple(c for c in multi if not is_gaze(c) and not c.startswith(TEXTURE_PREFIX))
-    texture = tuple(c for c in multi if c.startswith(TEXTURE_PREFIX))
+    rad = tuple(c for c in multi if not is_gaze(c) and not is_texture(c))
+    texture = tuple(c for c in multi if is_texture(c))
     which = "" if hva == "gaze" else ", gaze while findings were named"
     found = [Configuration("text", "SD text only", TEXT_ONLY, ())]
     if rad:
@@ -68,6 +88,11 @@ def configurations(pipe: RadGazeGenPipeline, hva: str = "gaze") -> list[Configur
     if FUSED in pipe.modes:
         found.append(Configuration("fused", "fused ControlNet, all controls (ours)", FUSED,
                                    tuple(pipe.controls_of(FUSED))))  # fmt: skip
+    if rad and hva in multi:
+        found.append(Configuration("donor", f"Rad-CN of a donor reading + HVA-CN (ours{which})", "multi", (*rad, hva),
+                                   anatomy=DONOR))  # fmt: skip
+        found.append(Configuration("perturbed", f"Rad-CN deformed + HVA-CN (ours{which})", "multi", (*rad, hva),
+                                   anatomy=PERTURBED))  # fmt: skip
     return found
 
 
@@ -80,14 +105,80 @@ def condition_cases(dataset: ReflacxDataset, n: int, seed: int, split: str = "tr
     return [cases[i] for i in order[:n]]
 
 
+def donor_cases(dataset: ReflacxDataset, cases: Sequence[ReflacxCase], seed: int) -> list[ReflacxCase]:
+    """A donor of anatomy for each of ``cases``: another training reading, without findings where there are any.
+
+    Donors are drawn from the training readings without positive labels (all training readings when there are
+    none), in a seeded random order, reading ``k`` taking the ``k``-th donor that is not itself.
+    """
+    training = [case for case in dataset if case.split == "train"]
+    pool = [case for case in training if not case.positive_labels()] or training
+    if len({case.id for case in pool}) < 2:
+        raise ValueError(f"{dataset.root}: too few training readings to lend anatomy from ({len(pool)})")
+    order = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))]
+    donors = []
+    for k, case in enumerate(cases):
+        candidates = [donor for donor in order[k % len(order) :] + order[: k % len(order)] if donor.id != case.id]
+        donors.append(candidates[0])
+    return donors
+
+
+def perturbation_seed(seed: int, reading: str) -> int:
+    """The seed of a reading's perturbed anatomy: one per reading and run seed, whatever the batch or copy."""
+    return zlib.crc32(f"{seed}:{reading}".encode())
+
+
+def configuration_inputs(
+    configuration: Configuration,
+    cases: Sequence[ReflacxCase],
+    run_dir: str | Path,
+    registry: ControlRegistry,
+    *,
+    donors: Sequence[ReflacxCase] | None = None,
+    seed: int = 0,
+) -> SampleInputs:
+    """``inputs(rows)`` for :func:`~radgazegen.models.sampling.sample_cached`: reading ``cases[k]``'s report and the
+    configuration's controls, extracted into ``run_dir``: gaze always the reading's own, the anatomical maps its own,
+    those of ``donors[k]``, or its own perturbed (:func:`perturbation_seed`)."""
+    gaze = [c for c in configuration.controls if is_gaze(c)]
+    anatomical = list(configuration.anatomical)
+    if configuration.anatomy == DONOR and (donors is None or len(donors) != len(cases)):
+        raise ValueError(f"configuration {configuration.name!r} lends anatomy from donors: give one per reading")
+
+    def inputs(rows: Sequence[int]) -> tuple[list[str], dict[str, np.ndarray]]:
+        chosen = [cases[k] for k in rows]
+        maps = stacked_controls(run_dir, [c.id for c in chosen], gaze, registry) if gaze else {}
+        if anatomical:
+            lenders = [donors[k] for k in rows] if configuration.anatomy == DONOR else chosen
+            anatomy = stacked_controls(run_dir, [c.id for c in lenders], anatomical, registry)
+            if configuration.anatomy == PERTURBED:
+                moved = [perturb_maps({c: anatomy[c][i] for c in anatomical}, perturbation_seed(seed, case.id))
+                         for i, case in enumerate(chosen)]  # fmt: skip
+                anatomy = {c: np.stack([m[c] for m in moved]) for c in anatomical}
+            maps |= anatomy
+        return [case.transcription() for case in chosen], maps
+
+    return inputs
+
+
 @dataclass
 class Samples:
-    """A configuration's samples: ``images[i]`` is copy ``copy[i]`` of reading ``ids[i]``."""
+    """A configuration's samples: ``images[i]`` is copy ``copy[i]`` of reading ``ids[i]``, whose anatomy came from
+    reading ``donors[i]`` (``""``: its own, or none)."""
 
     configuration: Configuration
     ids: list[str]
     copy: np.ndarray
     images: np.ndarray
+    donors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.donors:
+            self.donors = [""] * len(self.ids)
+
+    def contributors(self, i: int) -> set[str]:
+        """The readings whose data conditioned sample ``i``: its report's and any donor's."""
+        return {self.ids[i], self.donors[i]} - {""}
 
     def first(self) -> tuple[list[str], np.ndarray]:
         """The first copy of every reading: ``(ids, images)``."""
@@ -101,8 +192,8 @@ class Samples:
         return self.images[firsts], self.images[[second[self.ids[i]] for i in firsts]]
 
 
-def _file(reading: str, copy: int) -> str:
-    return f"{reading}.png" if copy == 0 else f"{reading}_{copy}.png"
+def _stem(reading: str, copy: int) -> str:
+    return reading if copy == 0 else f"{reading}_{copy}"
 
 
 def bank_folder(run_dir: str | Path, configuration: str) -> Path:
@@ -117,62 +208,30 @@ def generate(
     preset: Preset,
     *,
     copies: Sequence[int] | None = None,
+    donors: Sequence[ReflacxCase] | None = None,
     steps: int | None = None,
     batch_size: int = 8,
     folder: str | Path | None = None,
     progress: bool = True,
 ) -> Samples:
-    """Sample ``copies[k]`` images (default 1) of ``configuration`` for each of ``cases``; files already made are kept.
+    """Sample ``copies[k]`` images (default 1) of ``configuration`` for each of ``cases``; images already made are kept.
 
-    Copy ``c`` of reading ``k`` is seeded by index ``k + c * 500000``, whatever the batch it falls in.
+    Copy ``c`` of reading ``k`` is seeded by index ``k + c * 500000``, whatever the batch it falls in. ``donors``:
+    one reading per case lending its anatomy (configurations with ``anatomy="donor"``; :func:`donor_cases`).
     """
     folder = Path(folder) if folder else bank_folder(run_dir, configuration.name)
     steps = steps or preset.evaluation.sampling_steps
     copies = [1] * len(cases) if copies is None else list(copies)
     if len(copies) != len(cases) or min(copies, default=1) < 1:
         raise ValueError(f"copies must give a positive count for each of the {len(cases)} readings")
-    start_folder(folder, sampling_key(pipe, configuration, steps, preset))
-    jobs = [(k, case, c) for k, case in enumerate(cases) for c in range(copies[k])]
-    todo = [job for job in jobs if not (folder / _file(job[1].id, job[2])).is_file()]
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"samples ({configuration.name})", unit="img",
-               disable=not progress)  # fmt: skip
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
-        images = sample_batch(pipe, [case for _, case, _ in batch], run_dir, preset, mode=configuration.mode,
-                              controls=configuration.controls, seeds=[k + c * _COPY_SEED_OFFSET for k, _, c in batch],
-                              steps=steps)  # fmt: skip
-        for (_, case, c), image in zip(batch, images, strict=True):
-            save_png16(folder / _file(case.id, c), image)
-        bar.update(len(batch))
-    bar.close()
-    write_json_atomic(folder / "index.json", {"ids": [c.id for c in cases], "copies": copies})
-    return load(configuration, [c.id for c in cases], copies, folder)
-
-
-def sampling_key(pipe: RadGazeGenPipeline, configuration: Configuration, steps: int, preset: Preset) -> dict:
-    """What a configuration's images depend on: the weights and registry (:meth:`RadGazeGenPipeline.digest`),
-    the scheduler and its configuration, steps, guidance scale and seed. Not the pipeline's folder: retraining
-    into the same folder must not reuse old images."""
-    scheduler = {"class": type(pipe.scheduler).__name__, **dict(pipe.scheduler.config)}
-    return {"configuration": asdict(configuration), "steps": steps, "seed": preset.seed,
-            **preset.sampling.guidance(), "scheduler": scheduler,
-            "weights": pipe.digest(configuration.mode, configuration.controls)}  # fmt: skip
-
-
-def start_folder(folder: Path, settings: dict) -> None:
-    """Record how ``folder``'s samples are made; images made otherwise, or of unknown making, are discarded."""
-    path = folder / "settings.json"
-    settings = json.loads(json.dumps(settings, default=str))
-    if not path.is_file() or json.loads(path.read_text()) != settings:
-        for stale in folder.glob("*.png"):
-            stale.unlink()
-        (folder / "index.json").unlink(missing_ok=True)
-    write_json_atomic(path, settings)
-
-
-def load(configuration: Configuration, ids: Sequence[str], copies: Sequence[int], folder: str | Path) -> Samples:
-    """Read samples back (an image missing from ``folder`` is an error naming it)."""
-    folder = Path(folder)
-    rows = [(i, c) for i, n in zip(ids, copies, strict=True) for c in range(n)]
-    images = np.stack([load_image(folder / _file(i, c), require_contrast=False)[0] for i, c in rows]).astype(np.float32)
-    return Samples(configuration, [i for i, _ in rows], np.array([c for _, c in rows]), images)
+    jobs = [(k, c) for k in range(len(cases)) for c in range(copies[k])]
+    lenders = [donors[k] for k, _ in jobs] if configuration.anatomy == DONOR and donors is not None else None
+    inputs = configuration_inputs(configuration, [cases[k] for k, _ in jobs], run_dir, pipe.registry, donors=lenders,
+                                  seed=preset.seed)  # fmt: skip
+    images = sample_cached(pipe, folder, [_stem(cases[k].id, c) for k, c in jobs], inputs, mode=configuration.mode,
+                           controls=configuration.controls, seeds=[k + c * _COPY_SEED_OFFSET for k, c in jobs],
+                           steps=steps, **preset.sampling.guidance(), seed=preset.seed, batch_size=batch_size,
+                           progress=progress, desc=f"samples ({configuration.name})")  # fmt: skip
+    lent = [lender.id for lender in lenders] if lenders is not None else []
+    write_json_atomic(folder / "index.json", {"ids": [c.id for c in cases], "copies": copies, "donors": lent})
+    return Samples(configuration, [cases[k].id for k, _ in jobs], np.array([c for _, c in jobs]), images, lent)

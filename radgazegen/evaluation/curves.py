@@ -31,7 +31,7 @@ from radgazegen.controls.extract import stacked_controls
 from radgazegen.controls.registry import is_gaze
 from radgazegen.evaluation import placement
 from radgazegen.evaluation.adherence import adherence
-from radgazegen.evaluation.bank import Configuration, generate, sampling_key, start_folder
+from radgazegen.evaluation.bank import Configuration, generate
 from radgazegen.evaluation.cohort import reflacx_cohort
 from radgazegen.evaluation.protocols.placement import placement_readings
 from radgazegen.evaluation.protocols.truth import finding_segmenter
@@ -147,9 +147,7 @@ def _gaze_measure(study, control: str, readings: int, steps: int, root: Path):
         arm = Configuration("text", "text", TEXT_ONLY, ()) if text_only else Configuration(control, control, "multi", (control,))
         images = {}
         for how in moves[:1] if text_only else moves:
-            folder = root / label / how
-            start_folder(folder, sampling_key(pipe, arm, steps, study.preset))
-            images[how] = placement.sample_arm(pipe, arm, cohort, how, folder, steps=steps,
+            images[how] = placement.sample_arm(pipe, arm, cohort, how, root / label / how, steps=steps,
                                                **study.preset.sampling.guidance(),
                                                seed=study.preset.seed, progress=False)  # fmt: skip
         table = placement.placement_table({arm.name: images}, cohort, segmenter)

@@ -43,17 +43,17 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from radgazegen.controls.extract import case_controls
-from radgazegen.controls.registry import ControlRegistry, is_gaze
-from radgazegen.data.images import load_image, save_png16
+from radgazegen.controls.hypotheses import gaze_region
+from radgazegen.controls.perturb import perturb_maps
+from radgazegen.controls.registry import ControlRegistry, is_gaze, is_texture
 from radgazegen.data.reflacx import ReflacxCase
 from radgazegen.data.reports import strip_locations
 from radgazegen.evaluation.adherence import gaze_adherence
-from radgazegen.evaluation.bank import Configuration
+from radgazegen.evaluation.bank import DONOR, PERTURBED, Configuration, perturbation_seed
 from radgazegen.evaluation.claims import HIGHER, LOWER, Claim
 from radgazegen.evaluation.stats import Estimate, bootstrap
-from radgazegen.controls.hypotheses import gaze_region
 from radgazegen.models.pipeline import RadGazeGenPipeline
-from radgazegen.models.sampling import TEXT_ONLY, case_generators
+from radgazegen.models.sampling import TEXT_ONLY, sample_cached
 
 FOCAL_FINDINGS = ("consolidation", "atelectasis", "nodule", "mass", "pneumothorax")
 """Phantom finding types that may lie anywhere in a lung (the placement cohort draws one of them per reading)."""
@@ -73,21 +73,22 @@ def gaze_of(arm: Configuration) -> str | None:
 def placement_arms(
     pipe: RadGazeGenPipeline, rad: Sequence[str] | None = None, gaze: Sequence[str] | None = None
 ) -> list[Configuration]:
-    """Text only, Rad-CN only, then HVA-CN only and Rad-CN + HVA-CN for each gaze control of the pipeline.
+    """Text only, Rad-CN only, then HVA-CN only, Rad-CN + HVA-CN and Rad-CN deformed + HVA-CN for each gaze control.
 
     ``rad``: the Rad-CN controls (default: every non-gaze, non-texture ``multi`` control); ``gaze``: the gaze
-    controls to make arms for (default: every one the pipeline has).
-    Arms of the whole-reading ``gaze`` are named ``gaze`` / ``both``, of ``gaze_findings`` ``gaze_findings`` /
-    ``both_findings``.
+    controls to make arms for (default: every one the pipeline has). Rad-CN maps always come from a donor
+    (anatomy ``donor``); the ``perturbed`` arms deform the donor's maps as the bank's ``perturbed`` configuration
+    deforms a reading's own. Arms of the whole-reading ``gaze`` are named ``gaze`` / ``both`` / ``perturbed``, of
+    ``gaze_findings`` ``gaze_findings`` / ``both_findings`` / ``perturbed_findings``.
     """
     multi = pipe.controls_of("multi") if "multi" in pipe.modes else []
-    rad = tuple(rad if rad is not None else [c for c in multi if not is_gaze(c) and not c.startswith("texture:")])
+    rad = tuple(rad if rad is not None else [c for c in multi if not is_gaze(c) and not is_texture(c)])
     missing = [c for c in rad if c not in multi]
     if missing:
         raise ValueError(f"the pipeline has no ControlNet for Rad-CN control(s) {missing}")
     arms = [Configuration("text", "SD text only", TEXT_ONLY, ())]
     if rad:
-        arms.append(Configuration("rad", "Rad-CN only", "multi", rad))
+        arms.append(Configuration("rad", "Rad-CN only", "multi", rad, anatomy=DONOR))
     wanted = [c for c in multi if is_gaze(c)] if gaze is None else list(gaze)
     missing = [c for c in wanted if c not in multi]
     if missing:
@@ -97,7 +98,9 @@ def placement_arms(
         what = "whole-reading gaze" if name == "gaze" else "gaze while findings were named"
         arms.append(Configuration(f"gaze{suffix}", f"HVA-CN only ({what})", "multi", (name,)))
         if rad:
-            arms.append(Configuration(f"both{suffix}", f"Rad-CN + HVA-CN ({what})", "multi", (*rad, name)))
+            arms.append(Configuration(f"both{suffix}", f"Rad-CN + HVA-CN ({what})", "multi", (*rad, name), anatomy=DONOR))
+            arms.append(Configuration(f"perturbed{suffix}", f"Rad-CN deformed + HVA-CN ({what})", "multi", (*rad, name),
+                                      anatomy=PERTURBED))  # fmt: skip
     return arms
 
 
@@ -234,24 +237,24 @@ def sample_arm(
     batch_size: int = 16,
     progress: bool = True,
 ) -> np.ndarray:
-    """``arm``'s images for every reading under gaze move ``how`` (cached as ``folder/<id>.png``; reading ``k`` seeded ``k``)."""
-    folder = Path(folder)
-    paths = [folder / f"{reading}.png" for reading in cohort.ids]
-    todo = [k for k, path in enumerate(paths) if not path.is_file()]
-    bar = tqdm(total=len(paths), initial=len(paths) - len(todo), desc=f"placement ({arm.name}, {how})", unit="img",
-               disable=not progress)  # fmt: skip
-    for start in range(0, len(todo), batch_size):
-        rows = todo[start : start + batch_size]
-        maps = {name: (move(cohort.gaze[name][rows], how, cohort.shifts[rows]) if is_gaze(name)
-                       else cohort.anatomy[name][rows]) for name in arm.controls}  # fmt: skip
-        images = pipe([cohort.prompts[k] for k in rows], maps, mode=None if arm.mode == TEXT_ONLY else arm.mode,
-                      num_inference_steps=steps, guidance_scale=guidance_scale, guidance_interval=guidance_interval,
-                      generator=case_generators(seed, rows), progress=False).images  # fmt: skip
-        for k, image in zip(rows, images, strict=True):
-            save_png16(paths[k], image)
-        bar.update(len(rows))
-    bar.close()
-    return np.stack([load_image(path, require_contrast=False)[0] for path in paths]).astype(np.float32)
+    """``arm``'s images for every reading under gaze move ``how``, cached as ``folder/<id>.png`` by
+    :func:`~radgazegen.models.sampling.sample_cached` (reading ``k`` seeded ``k``). Anatomy is the donor's, deformed
+    per reading (:func:`~radgazegen.evaluation.bank.perturbation_seed`) for arms with ``anatomy="perturbed"``."""
+
+    def inputs(rows: Sequence[int]) -> tuple[list[str], dict[str, np.ndarray]]:
+        rows = np.asarray(rows, int)
+        maps = {name: move(cohort.gaze[name][rows], how, cohort.shifts[rows]) for name in arm.controls if is_gaze(name)}
+        anatomy = {name: cohort.anatomy[name][rows] for name in arm.anatomical}
+        if anatomy and arm.anatomy == PERTURBED:
+            moved = [perturb_maps({c: anatomy[c][i] for c in anatomy}, perturbation_seed(seed, cohort.ids[k]))
+                     for i, k in enumerate(rows)]  # fmt: skip
+            anatomy = {c: np.stack([m[c] for m in moved]) for c in anatomy}
+        return [cohort.prompts[k] for k in rows], maps | anatomy
+
+    return sample_cached(pipe, folder, cohort.ids, inputs, mode=arm.mode, controls=arm.controls,
+                         seeds=range(len(cohort)), steps=steps, guidance_scale=guidance_scale,
+                         guidance_interval=guidance_interval, seed=seed, batch_size=batch_size, progress=progress,
+                         desc=f"placement ({arm.name}, {how})")  # fmt: skip
 
 
 def placement_scores(masks: np.ndarray, targets: np.ndarray) -> pd.DataFrame:

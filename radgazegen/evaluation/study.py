@@ -100,6 +100,11 @@ class Study:
         """The training readings whose reports and controls condition every configuration's samples."""
         return bank.condition_cases(self.dataset, self.settings.conditions, self.preset.seed)
 
+    @cached_property
+    def donors(self):
+        """The reading lending its anatomy to each conditioning reading in the ``donor`` configuration."""
+        return bank.donor_cases(self.dataset, self.conditions, self.preset.seed)
+
     def samples(self, name: str) -> bank.Samples:
         """A configuration's samples (generated on first use, then read from the bank)."""
         cache = self.__dict__.setdefault("_samples", {})
@@ -107,8 +112,11 @@ class Study:
             copies = [2] * self.settings.diversity_pairs + [1] * max(
                 0, len(self.conditions) - self.settings.diversity_pairs
             )
-            cache[name] = bank.generate(self.pipe, self.configuration(name), self.conditions, self.run_dir, self.preset,
-                                        copies=copies[: len(self.conditions)], progress=self.progress)  # fmt: skip
+            configuration = self.configuration(name)
+            donors = self.donors if configuration.anatomy == bank.DONOR else None
+            cache[name] = bank.generate(self.pipe, configuration, self.conditions, self.run_dir, self.preset,
+                                        copies=copies[: len(self.conditions)], donors=donors,
+                                        progress=self.progress)  # fmt: skip
         return cache[name]
 
     # -- real cohorts --------------------------------------------------------------------------------

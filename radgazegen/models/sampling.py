@@ -1,8 +1,14 @@
-"""Sample a data set's cases with a trained pipeline: each case's report as the prompt, its controls as input."""
+"""Sample a data set's cases with a trained pipeline: each case's report as the prompt, its controls as input.
+
+:func:`sample_cached` is the one way images are sampled into a folder and kept there: the sample bank, the
+placement protocol, the training curves and ``radgazegen sample`` all go through it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +16,21 @@ import torch
 from tqdm.auto import tqdm
 
 from radgazegen.controls.extract import case_controls, stacked_controls
-from radgazegen.data.images import save_png16
+from radgazegen.data.images import load_image, save_png16
 from radgazegen.data.reflacx import ReflacxCase, ReflacxDataset
+from radgazegen.io import write_json_atomic
 from radgazegen.models.pipeline import RadGazeGenPipeline
 from radgazegen.presets import Preset
 from radgazegen.runs import record
 
 TEXT_ONLY = "text"  # sampling mode without any control: the SD-text-only baseline
+SETTINGS_FILE = "settings.json"
+"""What every image of a cached folder shares (:func:`folder_settings`); any change discards the folder's images."""
+INPUTS_FILE = "inputs.json"
+"""Per image of a cached folder, the digest of its prompt, control maps and seed (:func:`input_digest`)."""
+
+SampleInputs = Callable[[Sequence[int]], tuple[list[str], dict[str, np.ndarray]]]
+"""``inputs(rows)``: the prompts of images ``rows`` and their control maps ``{control: (len(rows), S, S)}``."""
 
 
 def load_pipeline(
@@ -60,18 +74,14 @@ def sample_batch(
     controls: Sequence[str] | None = None,
     seed_offset: int = 0,
     steps: int | None = None,
-    seeds: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Images ``(len(cases), S, S)`` for the cases' reports and extracted controls (``mode="text"``: none).
 
-    Image ``k`` is seeded by ``seeds[k]`` (default ``seed_offset + k``); ``steps`` overrides the
-    preset's number of denoising steps.
+    Image ``k`` is seeded by index ``seed_offset + k``; ``steps`` overrides the preset's number of denoising steps.
     """
     names = [] if mode == TEXT_ONLY else list(controls if controls is not None else pipe.controls_of(mode))
     maps = stacked_controls(run_dir, [case.id for case in cases], names, pipe.registry) if names else {}
-    generators = case_generators(
-        preset.seed, seeds if seeds is not None else [seed_offset + k for k in range(len(cases))]
-    )
+    generators = case_generators(preset.seed, [seed_offset + k for k in range(len(cases))])
     return pipe([case.transcription() for case in cases], maps, mode=None if mode == TEXT_ONLY else mode,
                 control_scales=scales, num_inference_steps=steps or preset.sampling.steps,
                 **preset.sampling.guidance(), generator=generators, progress=False).images  # fmt: skip
@@ -139,15 +149,21 @@ def sample_cases(
     device: str = "cpu",
     batch_size: int = 8,
 ) -> Path:
-    """Write one 16-bit PNG per case of ``split`` to ``out`` (default ``<run_dir>/samples/<mode>``)."""
+    """Write one 16-bit PNG per case of ``split`` to ``out`` (default ``<run_dir>/samples/<mode>``); case ``k`` is
+    seeded ``k``. Through :func:`sample_cached`: a re-run keeps the images already made with the same inputs."""
     pipe = load_pipeline(preset, run_dir, pipeline, device)
     cases = _split_cases(dataset, split)
     out = Path(out) if out else Path(run_dir) / "samples" / mode
-    for start in tqdm(range(0, len(cases), batch_size), desc=f"samples ({mode})", unit="batch"):
-        batch = cases[start : start + batch_size]
-        images = sample_batch(pipe, batch, run_dir, preset, mode=mode, scales=scale, seed_offset=start)
-        for case, image in zip(batch, images, strict=True):
-            save_png16(out / f"{case.id}.png", image)
+    controls = [] if mode == TEXT_ONLY else pipe.controls_of(mode)
+
+    def inputs(rows: Sequence[int]) -> tuple[list[str], dict[str, np.ndarray]]:
+        chosen = [cases[k] for k in rows]
+        maps = stacked_controls(run_dir, [c.id for c in chosen], controls, pipe.registry) if controls else {}
+        return [case.transcription() for case in chosen], maps
+
+    sample_cached(pipe, out, [case.id for case in cases], inputs, mode=mode, controls=controls, seeds=range(len(cases)),
+                  steps=preset.sampling.steps, **preset.sampling.guidance(), seed=preset.seed, control_scales=scale,
+                  batch_size=batch_size, desc=f"samples ({mode})")  # fmt: skip
     record(run_dir, "samples", mode, {"split": split, "cases": len(cases), "scale": scale, "folder": str(out),
                                       "pipeline": str(pipe.source)})  # fmt: skip
     return out
@@ -186,3 +202,117 @@ def _split_cases(dataset: ReflacxDataset, split: str) -> list[ReflacxCase]:
         present = dataset.metadata["split"].value_counts().to_dict()
         raise ValueError(f"{dataset.root}: no cases in split {split!r}; the data set's splits: {present}")
     return cases
+
+
+def input_digest(prompt: str, maps: dict[str, np.ndarray], seed_index: int) -> str:
+    """SHA-256 of what one image depends on besides the shared settings: its prompt, each control map (name, shape
+    and float32 values) and its seed index."""
+    sha = hashlib.sha256(json.dumps([prompt, int(seed_index), sorted(maps)]).encode())
+    for name in sorted(maps):
+        values = np.ascontiguousarray(maps[name], np.float32)
+        sha.update(f"{name}{values.shape}".encode())
+        sha.update(values.tobytes())
+    return sha.hexdigest()
+
+
+def folder_settings(pipe: RadGazeGenPipeline, mode: str, controls: Sequence[str], *, steps: int, guidance_scale: float,
+                    guidance_interval: tuple[float, float], seed: int, control_scales: float | dict[str, float] = 1.0
+                    ) -> dict:  # fmt: skip
+    """What every image of a cached folder depends on: the weights and registry (:meth:`RadGazeGenPipeline.digest`),
+    the scheduler and its configuration, mode, controls and their scales, steps, guidance and seed. Not the
+    pipeline's folder: retraining into the same folder must not reuse old images."""
+    scheduler = {"class": type(pipe.scheduler).__name__, **dict(pipe.scheduler.config)}
+    settings = {"mode": mode, "controls": list(controls), "control_scales": control_scales, "steps": int(steps),
+                "seed": int(seed),
+                "guidance_scale": float(guidance_scale), "guidance_interval": [float(v) for v in guidance_interval],
+                "scheduler": scheduler, "weights": pipe.digest(mode, controls)}  # fmt: skip
+    return json.loads(json.dumps(settings, default=str))
+
+
+def sample_cached(
+    pipe: RadGazeGenPipeline,
+    folder: str | Path,
+    names: Sequence[str],
+    inputs: SampleInputs,
+    *,
+    mode: str,
+    controls: Sequence[str],
+    seeds: Sequence[int],
+    steps: int,
+    guidance_scale: float,
+    guidance_interval: tuple[float, float] = (0.0, 1.0),
+    seed: int = 0,
+    control_scales: float | dict[str, float] = 1.0,
+    batch_size: int = 8,
+    progress: bool = True,
+    desc: str = "samples",
+) -> np.ndarray:
+    """Images ``(len(names), S, S)``: image ``k`` is ``folder/<names[k]>.png``, sampled unless already there.
+
+    Image ``k`` has the prompt and the maps of ``controls`` that ``inputs([k])`` gives (``mode=TEXT_ONLY``: no
+    controls), weighted by ``control_scales``, and the generator of seed index ``seeds[k]``
+    (:func:`case_generators`), so it does not depend on the batch it falls in. A kept image is one made with the same :func:`folder_settings` (``settings.json``) and the
+    same :func:`input_digest` of its prompt, maps and seed (``inputs.json``, written after every batch, so an
+    interrupted run resumes): other settings discard the folder's images, other inputs re-make that image.
+    """
+    folder, names, seeds = Path(folder), list(names), [int(s) for s in seeds]
+    if len(seeds) != len(names) or len(set(names)) != len(names):
+        raise ValueError(f"sample_cached needs one seed per image and distinct names, got {len(names)} names "
+                         f"({len(set(names))} distinct) and {len(seeds)} seeds")  # fmt: skip
+    controls = [] if mode == TEXT_ONLY else list(controls)
+    settings = folder_settings(pipe, mode, controls, steps=steps, guidance_scale=guidance_scale,
+                               guidance_interval=guidance_interval, seed=seed, control_scales=control_scales)  # fmt: skip
+    made = _start_folder(folder, settings)
+    digests = []
+    for start in range(0, len(names), batch_size):
+        rows = list(range(start, min(start + batch_size, len(names))))
+        prompts, maps = _checked_inputs(inputs, rows, controls)
+        digests += [input_digest(prompts[i], {c: maps[c][i] for c in controls}, seeds[k]) for i, k in enumerate(rows)]
+    todo = [k for k, name in enumerate(names) if made.get(name) != digests[k] or not (folder / f"{name}.png").is_file()]
+    bar = tqdm(total=len(names), initial=len(names) - len(todo), desc=desc, unit="img", disable=not progress)
+    for start in range(0, len(todo), batch_size):
+        rows = todo[start : start + batch_size]
+        prompts, maps = _checked_inputs(inputs, rows, controls)
+        images = pipe(prompts, maps, mode=None if mode == TEXT_ONLY else mode, control_scales=control_scales,
+                      num_inference_steps=steps, guidance_scale=guidance_scale, guidance_interval=guidance_interval,
+                      generator=case_generators(seed, [seeds[k] for k in rows]), progress=False).images  # fmt: skip
+        for k, image in zip(rows, images, strict=True):
+            save_png16(folder / f"{names[k]}.png", image)
+            made[names[k]] = digests[k]
+        write_json_atomic(folder / INPUTS_FILE, made)
+        bar.update(len(rows))
+    bar.close()
+    return np.stack([load_image(folder / f"{name}.png", require_contrast=False)[0] for name in names]).astype(np.float32)
+
+
+def _start_folder(folder: Path, settings: dict) -> dict[str, str]:
+    """The digests of the images ``folder`` holds for ``settings``; a folder made otherwise (or of unknown making)
+    loses its images and digests first."""
+    path = folder / SETTINGS_FILE
+    try:
+        same = json.loads(path.read_text()) == settings
+    except (OSError, ValueError):
+        same = False
+    made_path = folder / INPUTS_FILE
+    if same and made_path.is_file():
+        try:
+            made = json.loads(made_path.read_text())
+            if isinstance(made, dict):
+                return {str(k): str(v) for k, v in made.items()}
+        except ValueError:
+            pass
+    for stale in folder.glob("*.png"):
+        stale.unlink()
+    made_path.unlink(missing_ok=True)
+    write_json_atomic(path, settings)
+    return {}
+
+
+def _checked_inputs(inputs: SampleInputs, rows: Sequence[int], controls: Sequence[str]):
+    prompts, maps = inputs(rows)
+    prompts = list(prompts)
+    missing = [c for c in controls if c not in maps]
+    if len(prompts) != len(rows) or missing or any(len(maps[c]) != len(rows) for c in controls):
+        raise ValueError(f"inputs({list(rows)[:4]}...) must give {len(rows)} prompts and maps of {list(controls)}; "
+                         f"got {len(prompts)} prompts, maps of {sorted(maps)} (missing {missing})")  # fmt: skip
+    return prompts, {c: np.asarray(maps[c], np.float32) for c in controls}

@@ -116,9 +116,10 @@ def _tail_samples(study: Study, configuration: str, tail: Sequence[str], classes
         per_case[: study.settings.tail_samples % len(cases)] += 1
         chosen = [(case, int(n)) for case, n in zip(cases, per_case, strict=True) if n > 0]
         folder = study.run_dir / "samples" / "tail" / configuration / name.replace(" ", "_").replace("/", "_")
-        samples = bank.generate(study.pipe, study.configuration(configuration), [c for c, _ in chosen], study.run_dir,
-                                study.preset, copies=[n for _, n in chosen], folder=folder,
-                                progress=study.progress)  # fmt: skip
+        chosen_cases, arm = [c for c, _ in chosen], study.configuration(configuration)
+        donors = bank.donor_cases(study.dataset, chosen_cases, study.preset.seed) if arm.anatomy == bank.DONOR else None
+        samples = bank.generate(study.pipe, arm, chosen_cases, study.run_dir, study.preset, copies=[n for _, n in chosen],
+                                donors=donors, folder=folder, progress=study.progress)  # fmt: skip
         images.append(samples.images)
         labels.append(np.full(len(samples.images), list(classes).index(name)))
     return np.concatenate(images), np.concatenate(labels)

@@ -12,7 +12,6 @@ import pandas as pd
 from radgazegen.data.phantom import ensure_phantom
 from radgazegen.data.phantom.truth import has_ground_truth
 from radgazegen.data.reflacx import ReflacxDataset
-from radgazegen.evaluation import bank
 from radgazegen.evaluation.claims import Claim
 from radgazegen.evaluation.placement import (
     FOCAL_FINDINGS,
@@ -29,7 +28,7 @@ from radgazegen.evaluation.placement import (
     sample_arm,
 )
 from radgazegen.evaluation.protocols.truth import finding_segmenter
-from radgazegen.evaluation.study import Study, training_digest
+from radgazegen.evaluation.study import Study
 
 
 @dataclass
@@ -86,8 +85,8 @@ def placement_protocol(study: Study, *, steps: int | None = None, gaze: Sequence
     ``gaze``: the gaze controls whose HVA-CN arms to sample (default: the preset's HVA-CN control, ``hva``, when
     the pipeline has it; else every gaze control it has).
 
-    Images are cached under ``samples/placement/<arm>/<move>/`` with the bank's settings file (weights digest,
-    scheduler, steps, guidance, seed and a digest of the cohort's prompts and maps): a change re-samples.
+    Images are cached under ``samples/placement/<arm>/<move>/`` by
+    :func:`~radgazegen.models.sampling.sample_cached` (keyed on the weights, sampler settings, prompt, maps and seed).
     """
     readings, donors, reading_root, donor_root = placement_readings(study)
     pipe = study.pipe
@@ -99,14 +98,11 @@ def placement_protocol(study: Study, *, steps: int | None = None, gaze: Sequence
     cohort = placement_cohort(readings, donors, pipe.registry, gaze_controls=gaze or (TARGET,), rad_controls=rad,
                               data_root=reading_root, donor_root=donor_root, progress=study.progress)  # fmt: skip
     steps = steps or study.settings.sampling_steps
-    digest = training_digest(cohort.prompts, cohort.targets, *cohort.gaze.values(), *cohort.anatomy.values(),
-                             cohort.shifts)  # fmt: skip
     images: dict[str, dict[str, np.ndarray]] = {}
     for arm in arms:
         images[arm.name] = {}
         for how in MOVES if gaze_of(arm) else MOVES[:1]:
             folder = study.run_dir / "samples" / "placement" / arm.name / how
-            bank.start_folder(folder, bank.sampling_key(pipe, arm, steps, study.preset) | {"cohort": digest})
             images[arm.name][how] = sample_arm(pipe, arm, cohort, how, folder, steps=steps,
                                                **study.preset.sampling.guidance(),
                                                seed=study.preset.seed, progress=study.progress)  # fmt: skip
