@@ -48,3 +48,146 @@ def test_no_perturbation_is_the_identity_and_bad_settings_are_named() -> None:
         Perturbation(rotation=float("nan"))
     with pytest.raises(ValueError, match="square maps of one size"):
         perturb_maps({"canny": np.zeros((8, 8)), "lungs": np.zeros((9, 9))}, 0)
+
+
+def test_similarities_are_correlation_and_cosine() -> None:
+    from radgazegen.evaluation.privacy import cosine_similarity, pixel_similarity
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((3, 8, 8)), rng.random((4, 8, 8))
+    expected = np.corrcoef(np.concatenate([a, b]).reshape(7, -1))[:3, 3:]
+    np.testing.assert_allclose(pixel_similarity(a, b), expected, atol=1e-12)
+    np.testing.assert_allclose(pixel_similarity(a, 2 * a + 1).diagonal(), 1.0)  # invariant to brightness and contrast
+    assert pixel_similarity(np.ones((1, 8, 8)), a).tolist() == [[0.0, 0.0, 0.0]]
+    fa, fb = rng.normal(size=(3, 5)), rng.normal(size=(2, 5))
+    np.testing.assert_allclose(cosine_similarity(fa, fb)[1, 0], fa[1] @ fb[0] / np.linalg.norm(fa[1]) / np.linalg.norm(fb[0]))
+    with pytest.raises(ValueError, match="one width"):
+        cosine_similarity(fa, fb[:, :4])
+
+
+def test_reidentification_ranks_and_chance() -> None:
+    from math import comb
+
+    from radgazegen.evaluation.privacy import chance, reidentification
+
+    patients = ["p0", "p1", "p1", "p2", "p3", "p4", "p5", "p6"]
+    similarity = np.array([[0.9, 0.1, 0.1, 0.2, 0.3, 0.1, 0.0, 0.0],  # its patient p0 is the nearest
+                           [0.9, 0.2, 0.8, 0.7, 0.1, 0.0, 0.0, 0.0],  # p1 (two images) ranked 2nd
+                           [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.1]])  # p6 ranked last  # fmt: skip
+    table = reidentification(similarity, patients, [{"p0"}, {"p1"}, {"p6", ""}], k=5)
+    assert table["top-1"].tolist() == [1, 0, 0] and table["top-5"].tolist() == [1, 1, 0]
+    assert table["rank"].tolist() == [1, 2, 8] and table["nearest"].tolist() == [0, 0, 0]
+    assert table.loc[1, "contributor distance"] == pytest.approx(0.2) and table.loc[1, "other distance"] == pytest.approx(0.1)
+    assert table.loc[0, "margin"] == pytest.approx(0.1 / 0.7)
+    assert table.loc[1, "chance top-1"] == pytest.approx(2 / 8) and table.loc[0, "chance top-1"] == pytest.approx(1 / 8)
+    assert table.loc[1, "chance top-5"] == pytest.approx(1 - comb(6, 5) / comb(8, 5))
+    assert chance(10, 0, 5) == 0 and chance(3, 1, 5) == 1.0
+    with pytest.raises(ValueError, match="samples, gallery"):
+        reidentification(similarity[:2], patients, [{"p0"}, {"p1"}, {"p2"}])
+
+
+def test_copies_are_reidentified_and_memorized_new_images_are_at_chance() -> None:
+    """Noisy copies of gallery images are found at rank 1 and lie nearer than held-out images; fresh draws do not."""
+    from radgazegen.evaluation.privacy import (
+        memorized,
+        nearest_distance,
+        own_share,
+        pixel_similarity,
+        reidentification,
+    )
+
+    rng = np.random.default_rng(1)
+    gallery = rng.random((60, 16, 16))
+    patients = [f"p{i}" for i in range(60)]
+    copies = np.clip(gallery[:20] + rng.normal(0, 0.05, (20, 16, 16)), 0, 1)
+    fresh, held = rng.random((20, 16, 16)), rng.random((40, 16, 16))
+    contributors = [{f"p{i}"} for i in range(20)]
+    copied = reidentification(pixel_similarity(copies, gallery), patients, contributors)
+    new = reidentification(pixel_similarity(fresh, gallery), patients, contributors)
+    assert copied["top-1"].mean() == 1.0 and new["top-1"].mean() <= 0.1 and (copied["margin"] < 0.5).all()
+    held_distance = nearest_distance(pixel_similarity(held, gallery))
+    assert memorized(nearest_distance(pixel_similarity(copies, gallery)), held_distance).mean() == 1.0
+    assert memorized(nearest_distance(pixel_similarity(fresh, gallery)), held_distance).mean() <= 0.15
+    share = own_share(held_distance)
+    assert 0 < share.mean() <= 0.1 and set(np.unique(share)) <= {0.0, 1.0}
+
+
+def test_resnet50_mirrors_torchvision_and_the_siamese_checkpoint_loads(tmp_path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from radgazegen.errors import DataFormatError, MissingWeightsError
+    from radgazegen.evaluation.reidentification import ResNet50, SiameseNetwork, SiameseReidentifier
+
+    assert sum(p.numel() for p in ResNet50(1000).parameters()) == 25_557_032  # torchvision's resnet50
+    torch.manual_seed(0)
+    network = SiameseNetwork().eval()
+    names = set(network.state_dict())
+    assert {"model.conv1.weight", "model.layer4.2.bn3.running_var", "model.layer1.0.downsample.0.weight",
+            "model.fc.weight", "fc_end.bias"} <= names  # fmt: skip
+    torch.save(network.state_dict(), tmp_path / "reid.pth")
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, tmp_path / "reid.safetensors")
+    images = np.random.default_rng(0).random((3, 40, 40))
+    scores = []
+    for name in ("reid.pth", "reid.safetensors"):
+        loaded = SiameseReidentifier(tmp_path / name)
+        features = loaded.embed(images)
+        assert features.shape == (3, 128)
+        scores.append(loaded.similarity(features, features[:2]))
+    np.testing.assert_allclose(scores[0], scores[1], atol=1e-6)
+    with torch.no_grad():  # CheXGenBench's score: sigmoid of forward(img1, img2)
+        x = loaded.prepare(images)
+        direct = torch.sigmoid(network(x[:1], x[1:2])).item()
+    assert scores[0][0, 1] == pytest.approx(direct, abs=1e-5)
+    with pytest.raises(MissingWeightsError, match="not found"):
+        SiameseReidentifier(tmp_path / "none.pth")
+    torch.save({"model.conv1.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "partial.pth")
+    with pytest.raises(DataFormatError, match="missing"):
+        SiameseReidentifier(tmp_path / "partial.pth")
+    torch.save({"other": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(DataFormatError, match="Siamese"):
+        SiameseReidentifier(tmp_path / "other.pth")
+
+
+def test_rad_dino_features_load_from_a_local_folder(tmp_path) -> None:
+    import torch
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    from radgazegen.errors import MissingWeightsError
+    from radgazegen.evaluation.quality import RadDinoFeatures
+
+    torch.manual_seed(0)
+    model = Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24,
+                                     image_size=28, patch_size=14)).eval()  # fmt: skip
+    processor = BitImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28},
+                                  image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25])  # fmt: skip
+    model.save_pretrained(tmp_path / "rad-dino")
+    processor.save_pretrained(tmp_path / "rad-dino")
+    images = np.random.default_rng(0).random((3, 32, 32))
+    features = RadDinoFeatures(tmp_path / "rad-dino", batch_size=2)(images)
+    assert features.shape == (3, 16)
+    pixels = torch.from_numpy(np.round(images * 255).astype(np.uint8))[:, None].repeat(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = model(**processor(images=list(pixels), return_tensors="pt")).pooler_output.numpy()
+    np.testing.assert_allclose(features, expected, atol=1e-5)
+    with pytest.raises(MissingWeightsError, match="not found"):
+        RadDinoFeatures(tmp_path / "none")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MissingWeightsError, match="no readable"):
+        RadDinoFeatures(tmp_path / "empty")
+
+
+def test_precision_recall_density_coverage_follow_their_definitions() -> None:
+    from radgazegen.evaluation.quality import precision_recall_density_coverage
+
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(60, 4)), rng.normal(size=(50, 4))
+    found = precision_recall_density_coverage(real, fake, k=5)
+    distance = np.linalg.norm(real[:, None] - fake[None], axis=-1)
+    radii = np.sort(np.linalg.norm(real[:, None] - real[None], axis=-1), axis=1)[:, 5]
+    inside = distance < radii[:, None]
+    assert found["precision"] == pytest.approx(inside.any(0).mean())
+    assert found["density"] == pytest.approx(inside.sum(0).mean() / 5)
+    assert found["coverage"] == pytest.approx((distance.min(1) < radii).mean())
+    far = precision_recall_density_coverage(real, fake + 100, k=5)
+    assert far["precision"] == far["recall"] == far["coverage"] == 0.0

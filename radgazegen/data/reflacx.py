@@ -297,6 +297,7 @@ class ReflacxCase:
     split: str
     dicom_id: str
     labels: dict[str, int | bool]
+    subject_id: str = ""  # the patient (MIMIC-CXR subject): several readings and images may share one
     source: str = ""  # the metadata file and row this reading comes from
 
     @property
@@ -410,6 +411,7 @@ class ReflacxDataset:
             split=str(row["split"]),
             dicom_id=str(row["dicom_id"]),
             labels=labels,
+            subject_id=str(row["subject_id"]),
             source=f"{self.root / 'main_data' / f'metadata_phase_{phase}.csv'}, row {row['row']}",
         )
 

@@ -3,8 +3,10 @@ r"""Image-quality metrics for generated chest X-rays: feature distances, structu
 - :func:`frechet_distance` (FID when the features are Inception's) and :func:`kernel_inception_distance` (KID)
   of two feature sets: torchmetrics' metrics, given the features through ``feature=``;
 - :func:`ssim` and :func:`ms_ssim` per image pair: torchmetrics' functions;
+- :func:`precision_recall_density_coverage` (k = 5) of two feature sets: the ``prdc`` package, its authors' own;
 - feature extractors: any callable mapping ``(n, H, W)`` images in [0, 1] to ``(n, d)`` features
-  (:class:`FeatureExtractor`), e.g. :class:`TorchScriptFeatures` for the standard FID Inception-v3 network;
+  (:class:`FeatureExtractor`), e.g. :class:`TorchScriptFeatures` for the standard FID Inception-v3 network and
+  :class:`RadDinoFeatures` for RAD-DINO, CheXGenBench's CXR feature network;
 - :func:`clip_score` with a CLIP model from a local folder, and :func:`finding_agreement`, the offline
   text-image agreement used when no CLIP is given.
 """
@@ -115,6 +117,26 @@ def kernel_inception_distance(
         torch.manual_seed(seed)
         mean, std = metric.compute()
     return float(mean), float(std)
+
+
+def precision_recall_density_coverage(real_features: np.ndarray, fake_features: np.ndarray, k: int = 5) -> dict[str, float]:
+    r"""Precision, recall, density and coverage (Naeem et al. 2020) of two feature sets, with ``k`` neighbours.
+
+    With :math:`B(x, r)` the ball around :math:`x` of radius its distance to its :math:`k`-th nearest neighbour in
+    its own set: precision is the share of generated points inside some real ball, recall the share of real
+    points inside some generated ball, density :math:`rac{1}{kM}\sum_j \sum_i 1[Y_j \in B(X_i)]`, coverage the
+    share of real balls holding a generated point. Computed by ``prdc`` (``compute_prdc``), the authors' reference
+    implementation, which CheXGenBench calls with k = 5; ours would only repeat it.
+    """
+    import contextlib
+    import io
+
+    from prdc import compute_prdc
+
+    real, fake = _feature_pair(real_features, fake_features, minimum=k + 1)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the set sizes
+        found = compute_prdc(real_features=real, fake_features=fake, nearest_k=k)
+    return {name: float(found[name]) for name in ("precision", "recall", "density", "coverage")}
 
 
 def _feature_pair(real: np.ndarray, fake: np.ndarray, minimum: int) -> tuple[np.ndarray, np.ndarray]:
@@ -269,6 +291,47 @@ class TorchScriptFeatures:
             for start in range(0, len(inputs), self.batch_size)
         ]
         return torch.cat(batches).flatten(1).cpu().numpy().astype(np.float64)
+
+
+class RadDinoFeatures:
+    """RAD-DINO's image embedding from a local folder: CheXGenBench's CXR feature network for FID, KID and PRDC.
+
+    ``folder`` holds what ``save_pretrained`` writes for ``microsoft/rad-dino`` (a transformers ``AutoModel`` and its
+    ``AutoImageProcessor``); it is loaded with ``local_files_only`` and without ``trust_remote_code``, so nothing is
+    downloaded and no code from the folder runs. As CheXGenBench's ``RadDinoFeatureExtractor``: images as 8-bit RGB
+    ``uint8`` tensors ``(3, H, W)`` (grey repeated) through the processor, the model's ``pooler_output`` (the
+    layer-normed CLS token) as the features.
+    """
+
+    def __init__(self, folder: str | Path, device: str | torch.device = "cpu", batch_size: int = 16) -> None:
+        from transformers import AutoImageProcessor, AutoModel
+
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise MissingWeightsError(f"{self.folder}: RAD-DINO folder not found (a model and image processor saved "
+                                      "with save_pretrained)")  # fmt: skip
+        try:
+            self.model = AutoModel.from_pretrained(self.folder, local_files_only=True, trust_remote_code=False).eval()
+            self.processor = AutoImageProcessor.from_pretrained(self.folder, local_files_only=True,
+                                                                trust_remote_code=False)  # fmt: skip
+        except (OSError, ValueError) as err:
+            raise MissingWeightsError(f"{self.folder}: no readable model and image processor ({err})") from None
+        self.device, self.batch_size = torch.device(device), int(batch_size)
+        self.model.to(self.device)
+
+    @torch.no_grad()
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """Features ``(n, d)`` float64 of grey images ``(n, H, W)`` in [0, 1]."""
+        array = np.asarray(images, np.float64)
+        if array.ndim != 3 or not np.isfinite(array).all():
+            raise ValueError(f"images must be (n, H, W) with finite values, got shape {array.shape}")
+        pixels = torch.from_numpy(np.round(np.clip(array, 0, 1) * 255).astype(np.uint8))[:, None].repeat(1, 3, 1, 1)
+        parts = []
+        for start in range(0, len(pixels), self.batch_size):
+            inputs = self.processor(images=list(pixels[start : start + self.batch_size]), return_tensors="pt")
+            output = self.model(pixel_values=inputs["pixel_values"].to(self.device))
+            parts.append(output.pooler_output.float().cpu())
+        return torch.cat(parts).numpy().astype(np.float64)
 
 
 def clip_score(images: np.ndarray, prompts: Sequence[str], clip_dir: str | Path, batch_size: int = 16) -> np.ndarray:
