@@ -443,3 +443,68 @@ def adherence_bars(long: pd.DataFrame) -> plt.Figure:
     ax.legend(fontsize=8, ncols=len(names))
     figure.tight_layout()
     return figure
+
+
+def reidentification_plot(summary: pd.DataFrame, metric: str = "top-1") -> plt.Figure:
+    """Per space, each configuration's re-identification rate (any contributor) with its interval, chance dotted."""
+    spaces = list(dict.fromkeys(summary.index.get_level_values("space")))
+    shown = summary.xs("any", level="role")
+    names = list(dict.fromkeys(shown.index.get_level_values("configuration")))
+    figure, axes = plt.subplots(1, len(spaces), figsize=(3.4 * len(spaces), 0.42 * len(names) + 1.3), squeeze=False)
+    rows = np.arange(len(names))[::-1]
+    for ax, space in zip(axes[0], spaces, strict=True):
+        table = shown.xs(space, level="space").reindex(names)
+        values = table[metric].to_numpy(float)
+        errors = np.clip([values - table[f"{metric} low"].to_numpy(float), table[f"{metric} high"].to_numpy(float) - values],
+                         0, None)  # fmt: skip
+        ax.errorbar(values, rows, xerr=errors, fmt="o", capsize=3, color="tab:red", label="re-identified")
+        ax.scatter(table[f"chance {metric}"], rows, marker="|", s=120, color="grey", label="chance")
+        ax.set_xlim(-0.03, 1.03)
+        ax.set_yticks(rows, names if ax is axes[0][0] else [""] * len(rows), fontsize=8)
+        ax.set_title(f"{space}: {metric}", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def privacy_cases(cases: Sequence[dict], title: str, size: float = 1.6) -> plt.Figure:
+    """Each worst case as a row: the sample, its nearest training image, and each contributor's training image."""
+    roles = list(dict.fromkeys(role for case in cases for role in case["contributors"]))
+    columns = 2 + len(roles)
+    figure, axes = plt.subplots(len(cases), columns, figsize=(size * columns, size * len(cases) + 0.4), squeeze=False)
+    for row, case in zip(axes, cases, strict=True):
+        verdict = "a contributor" if case["nearest is a contributor"] else "another patient"
+        show_image(row[0], case["sample"], f"sample ({case['reading']})")
+        show_image(row[1], case["nearest"], f"nearest: {verdict}")
+        for ax, role in zip(row[2:], roles, strict=True):
+            if role in case["contributors"]:
+                show_image(ax, case["contributors"][role], f"{role}'s image")
+            else:
+                ax.axis("off")
+    for row, case in zip(axes, cases, strict=True):
+        row[0].set_ylabel(f"margin {case['margin']:.2f}", fontsize=7)
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def frontier_plot(table: pd.DataFrame, privacy: str, utilities: Sequence[str]) -> plt.Figure:
+    """One panel per utility measure: each configuration (a point, both intervals) at its re-identification rate."""
+    utilities = [u for u in utilities if u in table.columns and table[u].notna().any()]
+    figure, axes = plt.subplots(1, len(utilities), figsize=(3.3 * len(utilities), 3.4), squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, utility in zip(axes[0], utilities, strict=True):
+        for k, (name, row) in enumerate(table.iterrows()):
+            x, y = row[privacy], row[utility]
+            if not (np.isfinite(x) and np.isfinite(y)):
+                continue
+            xerr = np.clip([[x - row.get(f"{privacy} low", x)], [row.get(f"{privacy} high", x) - x]], 0, None)
+            yerr = np.clip([[y - row.get(f"{utility} low", y)], [row.get(f"{utility} high", y) - y]], 0, None)
+            ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=2, color=colours(k % 10), label=name)
+        ax.set_xlabel(privacy, fontsize=8)
+        ax.set_title(utility, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    return figure

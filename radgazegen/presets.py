@@ -72,7 +72,7 @@ class ClassifierSettings:
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationSettings:
-    """Sizes of the evaluation protocols (chapters 05-09)."""
+    """Sizes of the evaluation protocols (chapters 05-10)."""
 
     conditions: int  # training readings whose report and controls condition each configuration's samples
     diversity_pairs: int  # of those, how many get a second sample with another seed (MS-SSIM diversity)
@@ -103,7 +103,7 @@ class Preset:
     controls: tuple[str, ...]  # the generator's controls: Rad-CN group, HVA-CN (gaze), and our texture map
     evaluation: EvaluationSettings
     hva: str = "gaze"  # the HVA-CN control of the paper's configurations: "gaze" (whole reading) or "gaze_findings"
-    pipeline: str = ""  # the saved pipeline chapters 04-09 sample by default ("": the networks chapter 03 trains)
+    pipeline: str = ""  # the saved pipeline chapters 04-10 sample by default ("": the networks chapter 03 trains)
 
 
 _GENERATOR_CONTROLS = ("canny", "lungs", "gaze", "texture:glcm_Contrast")

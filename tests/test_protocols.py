@@ -201,13 +201,13 @@ def test_placement_protocol_moves_the_gaze_for_gaze_arms_only(study: Study) -> N
     from radgazegen.plots import placement_figure
 
     result = protocols.placement_protocol(study)
-    assert [arm.name for arm in result.arms] == ["text", "rad", "gaze", "both"]
+    assert [arm.name for arm in result.arms] == ["text", "rad", "gaze", "both", "perturbed"]
     assert set(result.images["text"]) == {"original"} and set(result.images["gaze"]) == set(MOVES)
     n = study.settings.placement_readings
     assert len(result.cohort) == n and all(images.shape == (n, 32, 32) for images in result.images["both"].values())
     assert "right" not in " ".join(result.cohort.prompts).lower()
     table = result.table
-    assert set(table["arm"]) == {"text", "rad", "gaze", "both"} and set(table["move"]) == set(MOVES)
+    assert set(table["arm"]) == {"text", "rad", "gaze", "both", "perturbed"} and set(table["move"]) == set(MOVES)
     follows = table[(table["arm"] == "text") & (table["metric"] == "follows")]["value"].dropna()
     assert (follows.abs() < 1e-9).all()  # an image that does not see the gaze cannot move with it
     _check_claims(placement_claims(table, n_boot=50), "placement")
@@ -215,7 +215,7 @@ def test_placement_protocol_moves_the_gaze_for_gaze_arms_only(study: Study) -> N
     assert {"mean", "difference", "ratio"} <= set(summary.columns)
     pd.testing.assert_frame_equal(result.summary(n_boot=50), summary)
     view = placement_view(summary)
-    assert list(view.index) == ["text", "rad", "gaze", "both"] and "follows" in view.columns
+    assert list(view.index) == ["text", "rad", "gaze", "both", "perturbed"] and "follows" in view.columns
     for _, row in summary[summary["arm"] != "text"].iterrows():  # each paired estimate is shown with its interval
         cell = view.loc[row["arm"], row["metric"]]
         assert ("×text" in cell) == pd.notna(row.get("ratio"))
@@ -229,8 +229,9 @@ def test_placement_protocol_moves_the_gaze_for_gaze_arms_only(study: Study) -> N
     np.testing.assert_array_equal(panels.images["gaze"]["mirrored"], result.images["gaze"]["mirrored"][1])
     np.testing.assert_array_equal(panels.targets["mirrored"], panels.targets["original"][:, ::-1])
     assert panels.findings["gaze"]["shifted"].dtype == bool and panels.regions["original"].any()
+    assert np.abs(result.images["perturbed"]["original"] - result.images["both"]["original"]).max() > 1e-4
     figure = placement_figure(panels)
-    assert len(figure.axes) == 3 * 5  # three moves; the target row and four arms
+    assert len(figure.axes) == 3 * 6  # three moves; the target row and five arms
     cached = study.run_dir / "samples" / "placement" / "gaze" / "mirrored"
     stamp = {p.name: p.stat().st_mtime_ns for p in cached.glob("*.png")}
     again = protocols.placement_protocol(study)  # a second run reads the cached images
@@ -256,3 +257,66 @@ def test_results_page_leads_with_the_placement_figure_and_claims(study: Study, t
     placement_row = claims_rows.index("| the finding goes where the radiologist looked |")
     if "closer to real images" in claims_rows:  # saved by the quality test: placement claims come first
         assert placement_row < claims_rows.index("closer to real images")
+
+
+def test_privacy_audit_claims_frontier_and_target(study: Study, quality: protocols.QualityEvaluation) -> None:
+    """The audit on the smoke study: every configuration, both spaces, roles per contributor, paired claims, the
+    frontier of every utility measure, the target's criteria and the results page's sections."""
+    import matplotlib.pyplot as plt
+
+    from radgazegen.evaluation.protocols.frontier import placement_arm
+    from radgazegen.evaluation.protocols.privacy import ANY, DONOR, FEATURES, PIXELS, REPORT
+    from radgazegen.evaluation.results import interval_view, privacy_view, target_view
+    from radgazegen.plots import frontier_plot, privacy_cases, reidentification_plot
+
+    study.save_table("quality", quality.table())
+    names = ["text", "gaze", "both", "donor", "perturbed"]
+    audit = protocols.PrivacyAudit(study, configurations=names)
+    summary = audit.summary()
+    assert set(summary.index.get_level_values("configuration")) == set(names)
+    assert set(summary.index.get_level_values("space")) == {PIXELS, FEATURES}
+    assert set(summary.xs("donor", level="configuration").index.get_level_values("role")) == {REPORT, ANY, DONOR}
+    assert set(summary.xs("both", level="configuration").index.get_level_values("role")) == {REPORT, ANY}
+    gallery = len(audit.gallery)
+    assert summary["chance top-1"].xs(("both", PIXELS, ANY)) == pytest.approx(1 / gallery)
+    assert summary["chance top-1"].xs(("donor", PIXELS, ANY)) == pytest.approx(2 / gallery)
+    for metric in ("top-1", "top-5", "memorized", "held-out share"):
+        assert ((summary[f"{metric} low"] <= summary[metric] + 1e-12) & (summary[metric] <= summary[f"{metric} high"] + 1e-12)).all()
+    both = audit.rows("both", PIXELS)
+    assert len(both) == len(study.conditions) and (both["top-1"] <= both["top-5"]).all()
+    assert both["reading"].tolist() == [case.id for case in study.conditions]
+    frame = _check_claims(audit.claims(), "privacy")
+    assert set(frame["comparison"]) == {f"{n} − text" for n in names if n != "text"} and len(frame) == 4 * 2 * 2
+    view = privacy_view(summary)
+    assert list(view.index) == names and list(view.columns) == [PIXELS, FEATURES] and "chance" in view.loc["both", PIXELS]
+    cases = audit.worst_cases("donor", n=2)
+    assert len(cases) == 2 and set(cases[0]["contributors"]) == {REPORT, DONOR}
+    assert cases[0]["margin"] <= cases[1]["margin"]
+    assert len(privacy_cases(cases, "donor").axes) == 2 * 4
+    assert len(reidentification_plot(summary).axes) == 2
+    placement = protocols.placement_protocol(study)
+    arms = {n: placement_arm(study.configuration(n), placement.arms) for n in names}
+    assert arms == {"text": "text", "gaze": "gaze", "both": "both", "donor": "both", "perturbed": "perturbed"}
+    found = protocols.privacy_frontier(study, audit, placement)
+    table = found.table
+    assert list(table.index) == names and table.loc["donor", "anatomy"] == "a donor's"
+    for column in ("top-1 (pixels)", "FRD", "FID (CXR)", "anatomy adherence", "hit rate", "mean AUROC",
+                   "balanced accuracy"):  # fmt: skip
+        assert table[column].notna().all(), column
+    targets = found.targets()
+    assert set(targets.index.get_level_values("configuration")) == {"donor", "perturbed"}
+    assert len(targets.xs("donor", level="configuration")) == 2 * 3 + 2  # per space: top-1, top-5, memorized; + 2
+    verdicts = found.verdicts()
+    for name, verdict_text in verdicts.items():
+        met = targets.xs(name, level="configuration")["met"]
+        assert (verdict_text == "met") == bool(met.all())
+    assert list(target_view(targets).columns) == ["estimate [95% interval]", "met"]
+    assert "[" in interval_view(table.drop(columns=["label"])).loc["both", "hit rate"]
+    assert len(frontier_plot(table, "top-1 (pixels)", ["FRD", "hit rate"]).axes) == 2
+    plt.close("all")
+    study.save_table("privacy", summary)
+    study.save_table("frontier", table)
+    study.save_table("privacy_target", targets)
+    text = results_tables(study.run_dir)
+    assert "### Privacy: do the samples re-draw" in text and "### The privacy–utility frontier" in text
+    assert "not computed yet: run chapter 6" not in text.lower()

@@ -164,7 +164,7 @@ def test_results_page_renders_the_metrics_files(tmp_path: Path) -> None:
     text = results_tables(tmp_path / "run")
     assert "| both | 2.500 [2.000, 3.000] |" in text
     assert "| mean | 0.700 | 0.800 |" in text
-    assert "Not computed yet: run chapter 7" in text
+    assert "Not computed yet: run chapter 8" in text and "Not computed yet: run chapter 6" in text
     assert text.startswith("Run `run` (preset **?**)") and str(tmp_path) not in text  # no machine paths in the book
     path = write_results_tables(tmp_path, tmp_path / "run")
     assert path.read_text() == text

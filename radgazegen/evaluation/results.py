@@ -1,7 +1,7 @@
 """The results page's tables, rendered from a run's metrics files (never typed by hand).
 
 ``book/results.md`` includes ``book/chapters/results_tables.md``, which :func:`write_results_tables`
-writes from ``<run_dir>/metrics/*.csv`` (the tables chapters 05-09 save) before the book is built.
+writes from ``<run_dir>/metrics/*.csv`` (the tables chapters 05-10 save) before the book is built.
 """
 
 from __future__ import annotations
@@ -59,10 +59,11 @@ def _kid(row: pd.Series) -> str:
     return _cell(row["KID (CXR)"]) if std is None or pd.isna(std) else f"{_cell(row['KID (CXR)'])} ± {_cell(std)}"
 
 
-CLAIMS_FILES = ("claims_placement", "claims_quality", "claims_classification", "claims_longtail", "claims_adherence")
-"""The claims each chapter saves (08's gaze placement first, then 05, 06, 07, 08), in the order the results page lists them."""
+CLAIMS_FILES = ("claims_placement", "claims_quality", "claims_privacy", "claims_classification", "claims_longtail",
+                "claims_adherence")  # fmt: skip
+"""The claims each chapter saves (09's gaze placement first, then 05, 06, 07, 08, 09), in the order the results page lists them."""
 PLACEMENT_FIGURE = "placement.png"
-"""The gaze-placement figure chapter 08 saves in ``<run_dir>/metrics`` and the results page leads with."""
+"""The gaze-placement figure chapter 09 saves in ``<run_dir>/metrics`` and the results page leads with."""
 
 
 def claims_table(run_dir: str | Path) -> pd.DataFrame | None:
@@ -102,6 +103,34 @@ def placement_view(table: pd.DataFrame) -> pd.DataFrame:
     return shown.reindex(list(dict.fromkeys(long["arm"])))[list(dict.fromkeys(long["metric"]))]
 
 
+def privacy_view(summary: pd.DataFrame, role: str = "any") -> pd.DataFrame:
+    """The privacy audit as text, configuration x space: re-identified top-1 and top-5, memorized share [95% interval],
+    against chance and the held-out images' own share, for the contributors of ``role``."""
+    long = summary.reset_index()
+    long = long[long["role"] == role]
+    text = []
+    for _, row in long.iterrows():
+        text.append(f"top-1 {_interval(row, 'top-1')} (chance {_cell(row['chance top-1'])}); "
+                    f"top-5 {_interval(row, 'top-5')}; memorized {_interval(row, 'memorized')} "
+                    f"(held-out {_cell(row['held-out share'])})")  # fmt: skip
+    long = long.assign(text=text)
+    shown = long.pivot(index="configuration", columns="space", values="text")
+    return shown.reindex(list(dict.fromkeys(long["configuration"])))[list(dict.fromkeys(long["space"]))]
+
+
+def interval_view(table: pd.DataFrame) -> pd.DataFrame:
+    """Every ``<metric>`` with ``<metric> low`` / ``high`` columns as ``value [low, high]``; other columns as they are."""
+    metrics = [c for c in table.columns if not c.endswith((" low", " high"))]
+    return pd.DataFrame({c: [_interval(row, c) for _, row in table.iterrows()] for c in metrics}, index=table.index)
+
+
+def target_view(targets: pd.DataFrame) -> pd.DataFrame:
+    """The privacy target's criteria: estimate [95% interval] and whether each is met."""
+    return pd.DataFrame({"estimate [95% interval]": [f"{r['estimate']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]"
+                                                     for _, r in targets.iterrows()],
+                         "met": ["yes" if bool(m) else "**no**" for m in targets["met"]]}, index=targets.index)  # fmt: skip
+
+
 def _classification(table: pd.DataFrame) -> pd.DataFrame:
     long = table.reset_index()
     shown = long.pivot(index="finding", columns="arm", values="auroc")
@@ -117,12 +146,16 @@ def _longtail(table: pd.DataFrame) -> pd.DataFrame:
 
 
 SECTIONS = (  # metrics file, index columns, chapter, heading, how the table is shown
-    ("placement", 1, 8, "Gaze placement: mean; paired difference and ratio against text only [95% interval]", placement_view),
+    ("placement", 1, 9, "Gaze placement: mean; paired difference and ratio against text only [95% interval]", placement_view),
     ("quality", 1, 5, "Quality and diversity", _quality),
-    ("classification", 2, 6, "Classification with generated data: AUROC on held-out real images", _classification),
-    ("longtail", 2, 7, "Long-tailed learning: accuracy [95% interval]", _longtail),
-    ("ablation", 1, 8, "Ablations at an equal budget", lambda table: table),
-    ("attribution", 3, 9, "Attributions against gaze and findings", lambda table: table),
+    ("privacy", 3, 6, "Privacy: do the samples re-draw the patients whose data conditioned them? [95% interval]",
+     privacy_view),
+    ("frontier", 1, 6, "The privacy–utility frontier [95% interval]", interval_view),
+    ("privacy_target", 2, 6, "A configuration with anatomy that re-draws no patient: the target's criteria", target_view),
+    ("classification", 2, 7, "Classification with generated data: AUROC on held-out real images", _classification),
+    ("longtail", 2, 8, "Long-tailed learning: accuracy [95% interval]", _longtail),
+    ("ablation", 1, 9, "Ablations at an equal budget", lambda table: table),
+    ("attribution", 3, 10, "Attributions against gaze and findings", lambda table: table),
 )
 
 
@@ -140,7 +173,7 @@ def results_tables(run_dir: str | Path) -> str:
     parts.append("### The paper's claims, decided by paired differences\n")
     claims = claims_table(run_dir)
     if claims is None:
-        parts.append("*No claim decided yet: run chapters 5-8.*\n")
+        parts.append("*No claim decided yet: run chapters 5-9.*\n")
     else:
         counts = claims["verdict"].value_counts()
         parts.append(", ".join(f"{counts[v]} {v}" for v in counts.index) + f" of {len(claims)} claims.\n")

@@ -1,6 +1,6 @@
 """One run's evaluation study: the sample bank, the real cohorts and the trained evaluators, built once and cached.
 
-The evaluation chapters (05-09) share a :class:`Study`. Everything expensive is cached in the
+The evaluation chapters (05-10) share a :class:`Study`. Everything expensive is cached in the
 run directory and reused by later chapters and re-runs:
 
     samples/bank/<configuration>/   generated images (see :mod:`radgazegen.evaluation.bank`)
@@ -194,7 +194,7 @@ class Study:
 
     @cached_property
     def reference_classifier(self):
-        """The classifier trained on every real training image: arm ``real`` of chapter 06 and chapter 09's subject."""
+        """The classifier trained on every real training image: arm ``real`` of chapter 07 and chapter 10's subject."""
         return self.classifier("real", self.train.images, self.train.labels)
 
     @cached_property

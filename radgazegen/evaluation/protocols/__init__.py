@@ -6,6 +6,9 @@ Each protocol's ``*_claims`` function decides the paper's claims about it as pai
 * :mod:`~radgazegen.evaluation.protocols.quality` — REFLACX protocol: FRD, FID / KID (in-project CXR
   features; Inception when its weights are given), MS-SSIM diversity, paired SSIM, text-image agreement
   (CLIP score when a local CLIP is given), per sampling configuration, beside a real-vs-real reference.
+* :mod:`~radgazegen.evaluation.protocols.privacy` — the privacy audit: re-identification and memorization of every
+  configuration's samples against the training images, in pixel and feature spaces; and
+  :mod:`~radgazegen.evaluation.protocols.frontier` — the privacy–utility frontier and its target.
 * :mod:`~radgazegen.evaluation.protocols.classification` — CheXpert protocol: AUROC per finding for
   classifiers trained on real, real + generated and generated-only images.
 * :mod:`~radgazegen.evaluation.protocols.longtail` — MIMIC-CXR-LT protocol: balanced accuracy, head /
@@ -30,18 +33,22 @@ from radgazegen.evaluation.protocols.adherence import (
     sampling_adherence,
 )
 from radgazegen.evaluation.protocols.attribution import attribution_table
-from radgazegen.evaluation.protocols.classification import classification_claims, classification_table
+from radgazegen.evaluation.protocols.classification import augmented_classifier, classification_claims, classification_table
+from radgazegen.evaluation.protocols.frontier import Frontier, privacy_frontier
 from radgazegen.evaluation.protocols.longtail import longtail_claims, longtail_table
 from radgazegen.evaluation.protocols.placement import Placement, placement_protocol, placement_readings
+from radgazegen.evaluation.protocols.privacy import PrivacyAudit
 from radgazegen.evaluation.protocols.quality import SET_DISTANCES, ImageSet, QualityEvaluation, quality_table
 from radgazegen.evaluation.protocols.truth import REAL, finding_segmenter, truth_masks
 
 __all__ = [
+    "Frontier",
     "LOWER_IS_BETTER",
     "REAL",
     "SET_DISTANCES",
     "ImageSet",
     "Placement",
+    "PrivacyAudit",
     "QualityEvaluation",
     "SamplingAdherence",
     "ablation_table",
@@ -49,9 +56,11 @@ __all__ = [
     "adherence_table",
     "adherence_tables",
     "attribution_table",
+    "augmented_classifier",
     "classification_claims",
     "classification_table",
     "finding_segmenter",
+    "privacy_frontier",
     "longtail_claims",
     "longtail_table",
     "placement_protocol",

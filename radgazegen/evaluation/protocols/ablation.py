@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from radgazegen.evaluation.classify import auroc_table
+from radgazegen.evaluation.protocols.classification import augmented_classifier
 from radgazegen.evaluation.study import Study
 
 
@@ -14,10 +14,7 @@ def ablation_table(study: Study, quality: pd.DataFrame, adherence: pd.DataFrame)
     rows = {}
     for configuration in study.configurations:
         name = configuration.name
-        generated, labels = study.generated_training_set(name)
-        classifier = study.classifier(f"real+{name}", np.concatenate([study.train.images, generated]),
-                                      np.concatenate([study.train.labels, labels]))  # fmt: skip
-        scores = classifier.predict(study.test.images)
+        scores = augmented_classifier(study, name).predict(study.test.images)
         mean = auroc_table(study.test.labels, scores, study.train.classes, n_boot=study.settings.bootstrap,
                            seed=study.preset.seed).loc["mean"]  # fmt: skip
         row = {"configuration": configuration.label, "controls": ", ".join(configuration.controls) or "-"}

@@ -12,16 +12,20 @@ from radgazegen.evaluation.stats import bootstrap
 from radgazegen.evaluation.study import Study
 
 
+def augmented_classifier(study: Study, configuration: str):
+    """The classifier trained on the real training readings plus every sample of ``configuration`` (labelled with its
+    prompt's findings), trained once and cached as arm ``real+<configuration>``."""
+    generated, labels = study.generated_training_set(configuration)
+    return study.classifier(f"real+{configuration}", np.concatenate([study.train.images, generated]),
+                            np.concatenate([study.train.labels, labels]))  # fmt: skip
+
+
 def _classification_arms(study: Study, configuration: str) -> dict:
     """The three training arms of the CheXpert protocol, trained once and cached."""
     generated, labels = study.generated_training_set(configuration)
     return {
         "real": study.reference_classifier,
-        "real + generated": study.classifier(
-            f"real+{configuration}",
-            np.concatenate([study.train.images, generated]),
-            np.concatenate([study.train.labels, labels]),
-        ),  # fmt: skip
+        "real + generated": augmented_classifier(study, configuration),
         "generated only": study.classifier(f"{configuration}-only", generated, labels),
     }
 

@@ -12,7 +12,7 @@ import pandas as pd
 from radgazegen.evaluation import bank, longtail
 from radgazegen.evaluation.claims import HIGHER, Claim
 from radgazegen.evaluation.cohort import NO_FINDING, reading_findings
-from radgazegen.evaluation.stats import bootstrap
+from radgazegen.evaluation.stats import Estimate, bootstrap
 from radgazegen.evaluation.study import Study
 
 
@@ -89,6 +89,13 @@ def longtail_claims(study: Study, configuration: str = "both") -> list[Claim]:
                            "generated tail", "none", HIGHER, estimate,
                            f"paired bootstrap over {len(setup.test_y)} test images ({study.settings.bootstrap})"))  # fmt: skip
     return found
+
+
+def balanced_accuracy_estimate(study: Study, configuration: str) -> Estimate:
+    """Balanced accuracy of the ``generated tail`` arm with ``configuration``'s tail samples, bootstrapped over test images."""
+    setup = _longtail(study, configuration)
+    return bootstrap(longtail.balanced_accuracy, setup.test_y, setup.predictions("generated tail"),
+                     n_boot=study.settings.bootstrap, seed=study.preset.seed)  # fmt: skip
 
 
 def _single_label(cohort, classes: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
