@@ -33,6 +33,7 @@ benchmark: install
 	$(BIN)/python benchmarks/sampling.py
 	$(BIN)/python benchmarks/sampling_budget.py
 	$(BIN)/python benchmarks/adherence.py
+	$(BIN)/python benchmarks/privacy.py
 	$(BIN)/python benchmarks/bad_input.py
 	$(BIN)/python benchmarks/kill_resume.py
 	$(BIN)/python benchmarks/paper_scale.py

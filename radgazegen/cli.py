@@ -92,6 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--pipeline", help="instead of a run: a saved pipeline folder (either format) to convert")
     export.add_argument("--out", required=True, help="the folder to write (DiffusionPipeline.from_pretrained loads it)")
 
+    samples = _with_data_options(
+        commands.add_parser("export-samples", help="write a configuration's bank samples in CheXGenBench's layout "
+                            "(8-bit PNGs and prompt_INFO.csv)")  # fmt: skip
+    )
+    samples.add_argument("--configuration", required=True,
+                         help="a sample-bank configuration (text, rad, gaze, both, both+texture, fused, donor, perturbed)")
+    samples.add_argument("--pipeline", help="a saved pipeline folder (default: the preset's, else the run's networks)")
+    samples.add_argument("--out", required=True, help="the folder to write (CheXGenBench's --synthetic_img_dir)")
+    samples.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
     ship = _with_data_options(
         commands.add_parser("ship", help="export a trained run as a shipped checkpoint: curves, manifest, SHA-256")
     )
@@ -109,11 +119,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     command = {"book": _book, "controls": _controls, "train": _train, "sample": _sample, "export": _export,
-               "ship": _ship, "data": _phantom}[args.command]  # fmt: skip
+               "export-samples": _export_samples, "ship": _ship, "data": _phantom}[args.command]  # fmt: skip
     try:
         return command(args)
-    except (ValueError, FileNotFoundError, ImportError) as err:  # DataFormatError, ControlError, MissingWeightsError
-        print(f"radgazegen {args.command}: {err}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError) as err:  # DataFormatError, ...
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"radgazegen {args.command}: {message}", file=sys.stderr)
         return 1
 
 
@@ -225,6 +236,24 @@ def _export(args: argparse.Namespace) -> int:
         out = export_run(run_dir_for(preset, args.run_dir), preset, args.out)
     print(f"pipeline: {out}")
     return 0
+
+
+def _export_samples(args: argparse.Namespace) -> int:
+    from radgazegen.evaluation.chexgenbench import PROMPTS_FILE, export_samples
+    from radgazegen.evaluation.study import Study
+
+    def run(preset, run_dir, dataset, device) -> int:
+        study = Study(preset, run_dir, dataset, pipeline_dir=args.pipeline, device=device)
+        configuration = study.configuration(args.configuration)
+        samples = study.samples(configuration.name)
+        prompts = {case.id: case.transcription() for case in study.conditions}
+        out = export_samples(samples, prompts, args.out, overwrite=args.overwrite)
+        label = "uses the prompt's patient's own Rad-CN maps: not comparable with text-to-image models" \
+            if configuration.uses_own_image else "no control from the prompt's patient's own image"  # fmt: skip
+        print(f"{len(samples.ids)} samples of {configuration.name!r} ({label}): {out / PROMPTS_FILE}")
+        return 0
+
+    return _on_dataset(args, run)
 
 
 def _ship(args: argparse.Namespace) -> int:

@@ -30,3 +30,18 @@ def phantom_study(root, preset, controls: list[str], *, n: int, seed: int):
     train(preset, run_dir, "base", dataset, progress=False)
     train(preset, run_dir, "controlnet", dataset, controls=controls, progress=False)
     return Study(preset, run_dir, dataset, progress=False)
+
+
+def tiny_rad_dino(folder):
+    """A RAD-DINO stand-in saved with ``save_pretrained``: a 1-layer DINOv2 (16 wide, 28 px, patch 14) and its processor."""
+    import torch
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    torch.manual_seed(0)
+    model = Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24,
+                                     image_size=28, patch_size=14)).eval()  # fmt: skip
+    processor = BitImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28},
+                                  image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25])  # fmt: skip
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return model, processor

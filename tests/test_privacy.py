@@ -151,18 +151,12 @@ def test_resnet50_mirrors_torchvision_and_the_siamese_checkpoint_loads(tmp_path)
 
 def test_rad_dino_features_load_from_a_local_folder(tmp_path) -> None:
     import torch
-    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+    from synthetic import tiny_rad_dino
 
     from radgazegen.errors import MissingWeightsError
     from radgazegen.evaluation.quality import RadDinoFeatures
 
-    torch.manual_seed(0)
-    model = Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24,
-                                     image_size=28, patch_size=14)).eval()  # fmt: skip
-    processor = BitImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28},
-                                  image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25])  # fmt: skip
-    model.save_pretrained(tmp_path / "rad-dino")
-    processor.save_pretrained(tmp_path / "rad-dino")
+    model, processor = tiny_rad_dino(tmp_path / "rad-dino")
     images = np.random.default_rng(0).random((3, 32, 32))
     features = RadDinoFeatures(tmp_path / "rad-dino", batch_size=2)(images)
     assert features.shape == (3, 16)
@@ -191,3 +185,31 @@ def test_precision_recall_density_coverage_follow_their_definitions() -> None:
     assert found["coverage"] == pytest.approx((distance.min(1) < radii).mean())
     far = precision_recall_density_coverage(real, fake + 100, k=5)
     assert far["precision"] == far["recall"] == far["coverage"] == 0.0
+
+
+def test_export_samples_writes_chexgenbench_layout_and_labels_own_patient_controls(phantom_dir, trained_run, tmp_path,
+                                                                                   capsys) -> None:  # fmt: skip
+    import shutil
+
+    import pandas as pd
+    from PIL import Image
+
+    from radgazegen.cli import main
+    from radgazegen.evaluation.chexgenbench import COLUMNS, PROMPTS_FILE
+
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    common = ["--preset", "smoke", "--data", str(phantom_dir), "--run-dir", str(run)]
+    assert main(["export-samples", *common, "--configuration", "donor", "--out", str(tmp_path / "donor")]) == 0
+    table = pd.read_csv(tmp_path / "donor" / PROMPTS_FILE)
+    assert list(table.columns) == list(COLUMNS) and not table["own_patient_controls"].any()
+    assert set(table["anatomy"]) == {"donor"} and table["prompt"].str.len().min() > 0
+    image = Image.open(tmp_path / "donor" / table.loc[0, "img_savename"])
+    assert image.mode == "L" and image.size == (32, 32)
+    assert len(table) == len({*table["img_savename"]}) and (table["copy"] >= 0).all()
+    assert main(["export-samples", *common, "--configuration", "both", "--out", str(tmp_path / "both")]) == 0
+    assert pd.read_csv(tmp_path / "both" / PROMPTS_FILE)["own_patient_controls"].all()
+    assert "not comparable" in capsys.readouterr().out
+    assert main(["export-samples", *common, "--configuration", "both", "--out", str(tmp_path / "both")]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["export-samples", *common, "--configuration", "nothing", "--out", str(tmp_path / "x")]) == 1
+    assert "no configuration 'nothing'" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -86,6 +86,8 @@ def test_quality_table_kid_spread_intervals_and_claims(study: Study, quality: pr
     for column in ("FRD", "FRD (torch, Original)", "FID (CXR)"):
         assert (table[f"{column} low"] <= table[column]).all() and (table[column] <= table[f"{column} high"]).all()
     assert (table["KID (CXR) std"] > 0).all()  # subsets are half of each set, not permutations of it
+    for column in ("FRD (CheXGenBench)", "precision (CXR)", "coverage (CXR)"):  # without local files: the CXR rows
+        assert table[column].notna().all() and (table[f"{column} low"] <= table[f"{column} high"]).all()
     assert table.loc["both", "images"] == len(study.conditions)
     frame = _check_claims(quality.claims(), "quality")
     both_text = frame[frame["comparison"] == "both − text"].set_index("metric")
@@ -110,6 +112,43 @@ def test_headline_frd_is_frd_score_v1_on_the_same_images(study: Study, quality: 
     with contextlib.redirect_stdout(io.StringIO()):
         expected = compute_frd([str(tmp_path / "real"), str(tmp_path / "fake")], frd_version="v1", num_workers=1)
     assert quality.distance("FRD", "both") == pytest.approx(expected, rel=1e-6)
+
+
+def test_quality_rows_of_chexgenbench_with_local_inception_and_rad_dino(study: Study, tmp_path: Path) -> None:
+    """The field's standard rows: FID / KID on Inception and RAD-DINO (local files), PRDC on RAD-DINO, and
+    CheXGenBench's FRD (frd-score v1 of the 8-bit images)."""
+    from synthetic import tiny_rad_dino
+    from torch import nn
+
+    from radgazegen.evaluation import frd
+    from radgazegen.evaluation.protocols.quality import eight_bit
+
+    class Energies(nn.Module):  # an Inception stand-in: (n, 3, H, W) in [0, 255] -> 4 features
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, kernel_size=5, stride=4)
+
+        def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+            return (self.conv(x / 255.0 - 0.5) ** 2).mean((2, 3))
+
+    torch.manual_seed(0)
+    torch.jit.save(torch.jit.script(Energies().eval()), str(tmp_path / "inception.pt"))
+    tiny_rad_dino(tmp_path / "rad-dino")
+    evaluation = protocols.QualityEvaluation(study, inception_weights=tmp_path / "inception.pt",
+                                             rad_dino=tmp_path / "rad-dino", configurations=["both"])  # fmt: skip
+    table = evaluation.table()
+    for column in ("FID (Inception)", "KID (Inception)", "FID (RAD-DINO)", "KID (RAD-DINO)", "FRD (CheXGenBench)",
+                   "precision (RAD-DINO)", "recall (RAD-DINO)", "density (RAD-DINO)", "coverage (RAD-DINO)"):  # fmt: skip
+        assert table[column].notna().all(), column
+    assert evaluation.prdc_network == "RAD-DINO" and "precision (CXR)" not in table.columns
+    assert (table["KID (RAD-DINO) std"] == 0).all()  # CheXGenBench's subsets are the whole (smaller) set
+    expected = frd.frechet_radiomics_distance(frd.frd_v1_features(eight_bit(study.condition_cohort.images)),
+                                              frd.frd_v1_features(eight_bit(evaluation.sets["both"].images)))  # fmt: skip
+    assert table.loc["both", "FRD (CheXGenBench)"] == pytest.approx(expected, rel=1e-9)
+    assert table.loc["both", "FRD (CheXGenBench)"] != table.loc["both", "FRD"]
+    for metric in ("precision", "density"):
+        low, value, high = (table.loc["both", f"{metric} (RAD-DINO){end}"] for end in (" low", "", " high"))
+        assert np.isfinite(low) and np.isfinite(high) and value == evaluation.prdc("both")[metric]
 
 
 def test_fid_feature_network_never_saw_a_reference_image(study: Study, quality: protocols.QualityEvaluation) -> None:

@@ -241,8 +241,9 @@ class TorchScriptFeatures:
     The FID network of clean-fid / StyleGAN (``pt_inception-2015-12-05-6726825d.pth`` or
     ``inception-2015-12-05.pt``) is distributed this way: it takes ``(n, 3, 299, 299)`` floats in [0, 255] and
     ``return_features=True`` gives the 2048 pool features. Grey images in [0, 1] are repeated to 3 channels,
-    bilinearly resized (``align_corners=False``, no antialiasing) to ``input_size`` and mapped linearly onto
-    ``value_range``; the network is called with ``call_kwargs`` on batches of ``batch_size``.
+    bilinearly resized (``align_corners=False``; with ``antialias`` a shrinking resize averages as PIL's does, as
+    CheXGenBench's ``transforms.Resize`` of its images) to ``input_size`` and mapped linearly onto ``value_range``;
+    the network is called with ``call_kwargs`` on batches of ``batch_size``.
     """
 
     def __init__(
@@ -253,6 +254,7 @@ class TorchScriptFeatures:
         call_kwargs: Mapping[str, Any] = FID_CALL_KWARGS,
         batch_size: int = 32,
         device: str | torch.device = "cpu",
+        antialias: bool = False,
     ) -> None:
         if batch_size < 1 or input_size < 1:
             raise ValueError(f"batch_size and input_size must be positive, got {batch_size} and {input_size}")
@@ -267,7 +269,7 @@ class TorchScriptFeatures:
                 "save a scripted or traced network with torch.jit.save"
             ) from None
         self.input_size, self.value_range, self.batch_size = int(input_size), value_range, int(batch_size)
-        self.call_kwargs, self.device = dict(call_kwargs), torch.device(device)
+        self.call_kwargs, self.device, self.antialias = dict(call_kwargs), torch.device(device), bool(antialias)
 
     def prepare(self, images: np.ndarray) -> torch.Tensor:
         """The network's input for grey images ``(n, H, W)`` in [0, 1]: ``(n, 3, input_size, input_size)`` float32."""
@@ -278,7 +280,8 @@ class TorchScriptFeatures:
             raise ValueError("images must hold finite values in [0, 1]")
         x = torch.from_numpy(array)[:, None]
         if tuple(x.shape[-2:]) != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
+                              antialias=self.antialias)  # fmt: skip
         low, high = self.value_range
         return (low + (high - low) * x).repeat(1, 3, 1, 1)
 

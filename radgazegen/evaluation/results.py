@@ -43,20 +43,26 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+QUALITY_COLUMNS = ("FRD", "FRD (CheXGenBench)", "FRD (torch, Original)", "FID (CXR)", "KID (CXR)", "MS-SSIM",
+                   "SSIM to real", "agreement AUROC", "FID (Inception)", "KID (Inception)", "FID (RAD-DINO)",
+                   "KID (RAD-DINO)", *(f"{m} ({net})" for net in ("RAD-DINO", "CXR")
+                                       for m in ("precision", "recall", "density", "coverage")), "CLIP score")  # fmt: skip
+"""The quality table's columns as the results page shows them, in order (those a run computed)."""
+
+
 def _quality(table: pd.DataFrame) -> pd.DataFrame:
-    columns = [c for c in ("FRD", "FRD (torch, Original)", "FID (CXR)", "KID (CXR)", "MS-SSIM", "SSIM to real",
-                           "agreement AUROC", "FID (Inception)", "CLIP score") if c in table.columns]  # fmt: skip
-    shown = pd.DataFrame({c: [_kid(row) if c == "KID (CXR)" else _interval(row, c) for _, row in table.iterrows()]
+    columns = [c for c in QUALITY_COLUMNS if c in table.columns]
+    shown = pd.DataFrame({c: [_kid(row, c) if c.startswith("KID") else _interval(row, c) for _, row in table.iterrows()]
                           for c in columns},
                          index=table["label"].fillna(pd.Series(table.index, index=table.index)))  # fmt: skip
     shown.index.name = "samples"
     return shown
 
 
-def _kid(row: pd.Series) -> str:
+def _kid(row: pd.Series, column: str) -> str:
     """KID as ``mean ± std`` over its subsets."""
-    std = row.get("KID (CXR) std")
-    return _cell(row["KID (CXR)"]) if std is None or pd.isna(std) else f"{_cell(row['KID (CXR)'])} ± {_cell(std)}"
+    std = row.get(f"{column} std")
+    return _cell(row[column]) if std is None or pd.isna(std) else f"{_cell(row[column])} ± {_cell(std)}"
 
 
 CLAIMS_FILES = ("claims_placement", "claims_quality", "claims_privacy", "claims_classification", "claims_longtail",

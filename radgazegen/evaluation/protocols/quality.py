@@ -22,9 +22,18 @@ def _estimate_columns(prefix: str, estimate: Estimate) -> dict[str, float]:
     return {prefix: estimate.value, f"{prefix} low": estimate.low, f"{prefix} high": estimate.high}
 
 
-SET_DISTANCES = ("FRD", "FRD (torch, Original)", "FID (CXR)", "FID (Inception)")
-"""The set distances of the quality table: frd-score's FRD v1 (headline), our torch port on Original features,
-FID on the CXR feature network's features (and on Inception's when its weights are given)."""
+SET_DISTANCES = ("FRD", "FRD (CheXGenBench)", "FRD (torch, Original)", "FID (CXR)", "FID (Inception)", "FID (RAD-DINO)")
+"""The set distances of the quality table: frd-score's FRD v1 (headline), CheXGenBench's variant of it, our torch port
+on Original features, FID on the CXR feature network's features (and on Inception's / RAD-DINO's when given)."""
+FRD_TABLES = ("FRD", "FRD (CheXGenBench)", "FRD (torch, Original)")
+"""The set distances computed from radiomic feature tables (z-scored with the reference set, :func:`frd.frd_zscores`)."""
+PRDC = ("precision", "recall", "density", "coverage")
+"""Naeem et al.'s fidelity and diversity measures, k = 5 (on RAD-DINO features when given, as CheXGenBench; else CXR)."""
+
+
+def eight_bit(images: np.ndarray) -> np.ndarray:
+    """Images in [0, 1] as CheXGenBench reads its PNG / JPEG files: rounded to 8-bit grey levels."""
+    return np.round(np.clip(images, 0, 1) * 255) / 255
 
 
 @dataclass
@@ -46,16 +55,21 @@ class QualityEvaluation:
     """Chapter 5's measurements: every configuration's samples and the held-out real images against the real
     images of the conditioning readings; :meth:`table` (one row per set) and :meth:`claims` (paired differences).
 
-    Set distances: frd-score's FRD v1, our torch FRD on Original features, FID / KID on the features of the
-    CXR network trained on :attr:`Study.feature_cohort` (readings that are neither a reference image nor a
-    conditioning reading), FID on Inception with ``inception_weights``. Their intervals are half-sampling ones
-    (:func:`~radgazegen.evaluation.stats.half_sample`) over the readings, the reference set held fixed; KID
+    Set distances: frd-score's FRD v1; CheXGenBench's FRD (``metrics/frd.py``: frd-score's v1 extraction of images
+    read as 8-bit grey, the larger set subsampled to the smaller's size, seeded); our torch FRD on Original
+    features; FID / KID on the features of the CXR network trained on :attr:`Study.feature_cohort` (readings that
+    are neither a reference image nor a conditioning reading); with ``inception_weights``, FID / KID on Inception
+    and with ``rad_dino`` (a local ``microsoft/rad-dino`` folder) on RAD-DINO, both at CheXGenBench's settings
+    (8-bit images; KID over 100 subsets of the smaller set's size); precision, recall, density and coverage
+    (k = 5; RAD-DINO features when given, else CXR). Intervals of set distances and PRDC are half-sampling ones
+    (:func:`~radgazegen.evaluation.stats.half_sample`) over the readings, the reference set held fixed; KID (CXR)
     reports torchmetrics' mean and standard deviation over subsets of half of each set. Per-image metrics
     (SSIM to real, MS-SSIM, agreement, CLIP) have percentile-bootstrap intervals over readings.
     """
 
     def __init__(self, study: Study, *, inception_weights: str | Path | None = None,
-                 clip_dir: str | Path | None = None, configurations: Sequence[str] | None = None) -> None:  # fmt: skip
+                 clip_dir: str | Path | None = None, rad_dino: str | Path | None = None,
+                 configurations: Sequence[str] | None = None) -> None:  # fmt: skip
         self.study, self.clip_dir = study, clip_dir
         settings = study.settings
         self.replicates = min(settings.bootstrap, 100)  # half-sampling replicates of each set distance
@@ -64,7 +78,12 @@ class QualityEvaluation:
         self.reference = reference
         extractors = {"FID (CXR)": study.feature_classifier.features}
         if inception_weights:
-            extractors["FID (Inception)"] = quality.TorchScriptFeatures(inception_weights, device=study.device)
+            inception = quality.TorchScriptFeatures(inception_weights, device=study.device, antialias=True)
+            extractors["FID (Inception)"] = lambda images: inception(eight_bit(images))
+        if rad_dino:
+            extractors["FID (RAD-DINO)"] = quality.RadDinoFeatures(rad_dino, device=study.device)
+        self.prdc_column = "FID (RAD-DINO)" if rad_dino else "FID (CXR)"
+        self.prdc_network = "RAD-DINO" if rad_dino else "CXR"
         self.sets: dict[str, ImageSet] = {
             REAL: ImageSet(REAL, "real images (held-out reference)", held.images, held.labels.astype(bool), held.prompts)
         }
@@ -80,32 +99,28 @@ class QualityEvaluation:
             self.sets[configuration.name] = found
         self.sets[REAL].diversity = quality.ms_ssim(*_real_pairs(held.images, settings.diversity_pairs, study.preset.seed))
         bar = tqdm(total=len(self.sets) + 1, desc="quality features", unit="set", disable=not study.progress)
-        v1_reference = frd.frd_v1_features(reference.images)
-        self.reference_rows = {"FRD (torch, Original)": frd.radiomic_features(reference.images),
-                               **{column: extract(reference.images) for column, extract in extractors.items()}}  # fmt: skip
+        radiomics = {"FRD": frd.frd_v1_features, "FRD (CheXGenBench)": lambda images: frd.frd_v1_features(eight_bit(images)),
+                     "FRD (torch, Original)": lambda images: frd.radiomic_features(images).to_numpy()}  # fmt: skip
+        self.reference_rows = {column: extract(reference.images) for column, extract in (radiomics | extractors).items()}
         bar.update()
-        v1 = []
         for found in self.sets.values():
-            v1.append(frd.frd_v1_features(found.images))
-            found.rows["FRD (torch, Original)"] = frd.radiomic_features(found.images)
-            for column, extract in extractors.items():
+            for column, extract in (radiomics | extractors).items():
                 found.rows[column] = extract(found.images)
             found.predicted = study.reference_classifier.predict(found.images)
             bar.update()
         bar.close()
-        self.frd = {name: {"FRD": frd.frechet_radiomics_distance(v1_reference, table),
-                           "FRD (torch, Original)": frd.frechet_radiomics_distance(
-                               self.reference_rows["FRD (torch, Original)"], found.rows["FRD (torch, Original)"])}
-                    for (name, found), table in zip(self.sets.items(), v1, strict=True)}  # fmt: skip
+        rng = np.random.default_rng(42)  # CheXGenBench's seed for matching the set sizes
+        self.frd = {name: {column: frd.frechet_radiomics_distance(*(_matched(self.reference_rows[column], found.rows[column], rng)
+                                                                    if column == "FRD (CheXGenBench)" else
+                                                                    (self.reference_rows[column], found.rows[column])))
+                           for column in FRD_TABLES}
+                    for name, found in self.sets.items()}  # fmt: skip
         # the z-scored rows the half-sampling replicates take subsets of (see distance)
         self.zscores: dict[str, dict[str, np.ndarray]] = {name: {} for name in self.sets}
         self.reference_zscores: dict[str, np.ndarray] = {}
-        for column, reference_table, tables in (
-            ("FRD", v1_reference, v1),
-            ("FRD (torch, Original)", self.reference_rows["FRD (torch, Original)"].to_numpy(),
-             [found.rows["FRD (torch, Original)"].to_numpy() for found in self.sets.values()]),
-        ):  # fmt: skip
-            self.reference_zscores[column], zscores = frd.frd_zscores(reference_table, tables)
+        for column in FRD_TABLES:
+            tables = [found.rows[column] for found in self.sets.values()]
+            self.reference_zscores[column], zscores = frd.frd_zscores(self.reference_rows[column], tables)
             for name, z in zip(self.sets, zscores, strict=True):
                 self.zscores[name][column] = z
 
@@ -120,6 +135,17 @@ class QualityEvaluation:
         if rows is None:
             return quality.frechet_distance(reference, found)  # torchmetrics' FID
         return quality.frechet_from_rows(reference, found[rows])
+
+    def prdc(self, name: str, rows: np.ndarray | None = None) -> dict[str, float]:
+        """Precision, recall, density and coverage (k = 5) of set ``name`` (its ``rows`` only) against the reference."""
+        found = self.sets[name].rows[self.prdc_column]
+        return quality.precision_recall_density_coverage(self.reference_rows[self.prdc_column],
+                                                         found if rows is None else found[rows], k=5)  # fmt: skip
+
+    def _prdc_estimate(self, metric: str, name: str) -> Estimate:
+        n = len(self.sets[name].images)
+        return half_sample(lambda rows: self.prdc(name, None if len(rows) == n else rows)[metric], n,
+                           n_rep=self.replicates, seed=self.study.preset.seed)  # fmt: skip
 
     def _distance_estimate(self, column: str, name: str, other: str | None = None) -> Estimate:
         """Half-sampling estimate of a set distance, or of the paired difference ``name - other``."""
@@ -147,6 +173,14 @@ class QualityEvaluation:
             if size >= 2:
                 row["KID (CXR)"], row["KID (CXR) std"] = quality.kernel_inception_distance(
                     self.reference_rows["FID (CXR)"], features, subset_size=size, subsets=50, seed=seed)  # fmt: skip
+            for network in ("Inception", "RAD-DINO"):  # CheXGenBench's KID: 100 subsets of the smaller set's size
+                if f"FID ({network})" in found.rows:
+                    real, fake = self.reference_rows[f"FID ({network})"], found.rows[f"FID ({network})"]
+                    row[f"KID ({network})"], row[f"KID ({network}) std"] = quality.kernel_inception_distance(
+                        real, fake, subset_size=min(len(real), len(fake)), subsets=100, seed=seed)  # fmt: skip
+            if len(found.images) > 5 and len(self.reference.images) > 5:
+                for metric in PRDC:
+                    row |= _estimate_columns(f"{metric} ({self.prdc_network})", self._prdc_estimate(metric, name))
             if found.diversity is not None:
                 row |= _estimate_columns("MS-SSIM", bootstrap(np.mean, found.diversity, n_boot=settings.bootstrap))
             if found.paired_ssim is not None:
@@ -192,12 +226,22 @@ def quality_table(
     *,
     inception_weights: str | Path | None = None,
     clip_dir: str | Path | None = None,
+    rad_dino: str | Path | None = None,
     configurations: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Quality and diversity of every configuration's samples (rows), reference row ``real`` first
     (:class:`QualityEvaluation`; its :meth:`~QualityEvaluation.claims` decide the paper's claims)."""
-    return QualityEvaluation(study, inception_weights=inception_weights, clip_dir=clip_dir,
+    return QualityEvaluation(study, inception_weights=inception_weights, clip_dir=clip_dir, rad_dino=rad_dino,
                              configurations=configurations).table()  # fmt: skip
+
+
+def _matched(real: np.ndarray, fake: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """CheXGenBench's ``match_sample_count``: the larger table's rows subsampled (without replacement) to the smaller's."""
+    if len(real) > len(fake):
+        real = real[np.sort(rng.choice(len(real), len(fake), replace=False))]
+    elif len(fake) > len(real):
+        fake = fake[np.sort(rng.choice(len(fake), len(real), replace=False))]
+    return real, fake
 
 
 def _real_pairs(images: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
