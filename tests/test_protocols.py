@@ -86,8 +86,8 @@ def test_quality_table_kid_spread_intervals_and_claims(study: Study, quality: pr
     for column in ("FRD", "FRD (torch, Original)", "FID (CXR)"):
         assert (table[f"{column} low"] <= table[column]).all() and (table[column] <= table[f"{column} high"]).all()
     assert (table["KID (CXR) std"] > 0).all()  # subsets are half of each set, not permutations of it
-    for column in ("FRD (CheXGenBench)", "precision (CXR)", "coverage (CXR)"):  # without local files: the CXR rows
-        assert table[column].notna().all() and (table[f"{column} low"] <= table[f"{column} high"]).all()
+    assert table["FRD (CheXGenBench)"].notna().all()
+    assert len(study.conditions) < 7 and table["precision (CXR)"].isna().all()  # PRDC (k = 5) needs 7 images a set
     assert table.loc["both", "images"] == len(study.conditions)
     frame = _check_claims(quality.claims(), "quality")
     both_text = frame[frame["comparison"] == "both − text"].set_index("metric")
@@ -137,18 +137,15 @@ def test_quality_rows_of_chexgenbench_with_local_inception_and_rad_dino(study: S
     evaluation = protocols.QualityEvaluation(study, inception_weights=tmp_path / "inception.pt",
                                              rad_dino=tmp_path / "rad-dino", configurations=["both"])  # fmt: skip
     table = evaluation.table()
-    for column in ("FID (Inception)", "KID (Inception)", "FID (RAD-DINO)", "KID (RAD-DINO)", "FRD (CheXGenBench)",
-                   "precision (RAD-DINO)", "recall (RAD-DINO)", "density (RAD-DINO)", "coverage (RAD-DINO)"):  # fmt: skip
+    for column in ("FID (Inception)", "KID (Inception)", "FID (RAD-DINO)", "KID (RAD-DINO)", "FRD (CheXGenBench)"):
         assert table[column].notna().all(), column
     assert evaluation.prdc_network == "RAD-DINO" and "precision (CXR)" not in table.columns
-    assert (table["KID (RAD-DINO) std"] == 0).all()  # CheXGenBench's subsets are the whole (smaller) set
+    assert "coverage (RAD-DINO)" in table.columns  # NaN here: the smoke sets have 6 images, PRDC needs 7
+    assert (table["KID (RAD-DINO) std"] < 1e-9).all()  # CheXGenBench's subsets are the whole (smaller) set
     expected = frd.frechet_radiomics_distance(frd.frd_v1_features(eight_bit(study.condition_cohort.images)),
                                               frd.frd_v1_features(eight_bit(evaluation.sets["both"].images)))  # fmt: skip
     assert table.loc["both", "FRD (CheXGenBench)"] == pytest.approx(expected, rel=1e-9)
     assert table.loc["both", "FRD (CheXGenBench)"] != table.loc["both", "FRD"]
-    for metric in ("precision", "density"):
-        low, value, high = (table.loc["both", f"{metric} (RAD-DINO){end}"] for end in (" low", "", " high"))
-        assert np.isfinite(low) and np.isfinite(high) and value == evaluation.prdc("both")[metric]
 
 
 def test_fid_feature_network_never_saw_a_reference_image(study: Study, quality: protocols.QualityEvaluation) -> None:

@@ -126,14 +126,14 @@ def precision_recall_density_coverage(real_features: np.ndarray, fake_features: 
     its own set: precision is the share of generated points inside some real ball, recall the share of real
     points inside some generated ball, density :math:`rac{1}{kM}\sum_j \sum_i 1[Y_j \in B(X_i)]`, coverage the
     share of real balls holding a generated point. Computed by ``prdc`` (``compute_prdc``), the authors' reference
-    implementation, which CheXGenBench calls with k = 5; ours would only repeat it.
+    implementation, which CheXGenBench calls with k = 5; ours would only repeat it. Each set needs ``k + 2`` rows.
     """
     import contextlib
     import io
 
     from prdc import compute_prdc
 
-    real, fake = _feature_pair(real_features, fake_features, minimum=k + 1)
+    real, fake = _feature_pair(real_features, fake_features, minimum=k + 2)  # k neighbours besides a point itself
     with contextlib.redirect_stdout(io.StringIO()):  # it prints the set sizes
         found = compute_prdc(real_features=real, fake_features=fake, nearest_k=k)
     return {name: float(found[name]) for name in ("precision", "recall", "density", "coverage")}

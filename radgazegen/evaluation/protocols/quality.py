@@ -28,6 +28,7 @@ on Original features, FID on the CXR feature network's features (and on Inceptio
 FRD_TABLES = ("FRD", "FRD (CheXGenBench)", "FRD (torch, Original)")
 """The set distances computed from radiomic feature tables (z-scored with the reference set, :func:`frd.frd_zscores`)."""
 PRDC = ("precision", "recall", "density", "coverage")
+PRDC_K = 5
 """Naeem et al.'s fidelity and diversity measures, k = 5 (on RAD-DINO features when given, as CheXGenBench; else CXR)."""
 
 
@@ -137,10 +138,13 @@ class QualityEvaluation:
         return quality.frechet_from_rows(reference, found[rows])
 
     def prdc(self, name: str, rows: np.ndarray | None = None) -> dict[str, float]:
-        """Precision, recall, density and coverage (k = 5) of set ``name`` (its ``rows`` only) against the reference."""
+        """Precision, recall, density and coverage (k = 5) of set ``name`` (its ``rows`` only) against the reference;
+        NaN for a set of fewer than 7 rows."""
         found = self.sets[name].rows[self.prdc_column]
-        return quality.precision_recall_density_coverage(self.reference_rows[self.prdc_column],
-                                                         found if rows is None else found[rows], k=5)  # fmt: skip
+        found = found if rows is None else found[rows]
+        if min(len(found), len(self.reference_rows[self.prdc_column])) < PRDC_K + 2:
+            return dict.fromkeys(PRDC, float("nan"))
+        return quality.precision_recall_density_coverage(self.reference_rows[self.prdc_column], found, k=PRDC_K)
 
     def _prdc_estimate(self, metric: str, name: str) -> Estimate:
         n = len(self.sets[name].images)
@@ -178,9 +182,8 @@ class QualityEvaluation:
                     real, fake = self.reference_rows[f"FID ({network})"], found.rows[f"FID ({network})"]
                     row[f"KID ({network})"], row[f"KID ({network}) std"] = quality.kernel_inception_distance(
                         real, fake, subset_size=min(len(real), len(fake)), subsets=100, seed=seed)  # fmt: skip
-            if len(found.images) > 5 and len(self.reference.images) > 5:
-                for metric in PRDC:
-                    row |= _estimate_columns(f"{metric} ({self.prdc_network})", self._prdc_estimate(metric, name))
+            for metric in PRDC:
+                row |= _estimate_columns(f"{metric} ({self.prdc_network})", self._prdc_estimate(metric, name))
             if found.diversity is not None:
                 row |= _estimate_columns("MS-SSIM", bootstrap(np.mean, found.diversity, n_boot=settings.bootstrap))
             if found.paired_ssim is not None:
