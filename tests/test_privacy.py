@@ -57,6 +57,7 @@ def test_similarities_are_correlation_and_cosine() -> None:
     a, b = rng.random((3, 8, 8)), rng.random((4, 8, 8))
     expected = np.corrcoef(np.concatenate([a, b]).reshape(7, -1))[:3, 3:]
     np.testing.assert_allclose(pixel_similarity(a, b), expected, atol=1e-12)
+    np.testing.assert_allclose(pixel_similarity(a, b, block=2), expected, atol=1e-12)  # blocks change nothing
     np.testing.assert_allclose(pixel_similarity(a, 2 * a + 1).diagonal(), 1.0)  # invariant to brightness and contrast
     assert pixel_similarity(np.ones((1, 8, 8)), a).tolist() == [[0.0, 0.0, 0.0]]
     fa, fb = rng.normal(size=(3, 5)), rng.normal(size=(2, 5))

@@ -32,15 +32,22 @@ QUANTILE = 0.05
 """A sample is *memorized* when it lies nearer the gallery than this quantile of the held-out real images."""
 
 
-def pixel_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def pixel_similarity(a: np.ndarray, b: np.ndarray, *, block: int = 64) -> np.ndarray:
     r"""Pearson correlation :math:`r(a_i, b_j)` of the pixels of every pair of images ``(n_a, H, W)`` x ``(n_b, H, W)``.
 
-    A constant image correlates 0 with everything.
+    A constant image correlates 0 with everything. Computed ``block`` images of each set at a time (float64), so
+    memory stays at a few blocks of images whatever the sets' sizes.
     """
-    za, zb = (_standardised(np.asarray(x, np.float64).reshape(len(x), -1)) for x in (a, b))
-    if za.shape[1] != zb.shape[1]:
-        raise ValueError(f"images differ in size: {np.shape(a)[1:]} and {np.shape(b)[1:]}")
-    return za @ zb.T
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"images differ in size: {a.shape[1:]} and {b.shape[1:]}")
+    out = np.empty((len(a), len(b)))
+    for i in range(0, len(a), block):
+        za = _standardised(np.asarray(a[i : i + block], np.float64).reshape(-1, int(np.prod(a.shape[1:]))))
+        for j in range(0, len(b), block):
+            zb = _standardised(np.asarray(b[j : j + block], np.float64).reshape(-1, int(np.prod(b.shape[1:]))))
+            out[i : i + block, j : j + block] = za @ zb.T
+    return out
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -164,25 +164,32 @@ def _anatomy(configuration: Configuration) -> str:
     return {DONOR: "a donor's", PERTURBED: "own, deformed"}.get(configuration.anatomy, "own")
 
 
-def anatomy_adherence(study: Study, configuration: Configuration) -> np.ndarray:
+def anatomy_adherence(study: Study, configuration: Configuration, *, batch: int = 64) -> np.ndarray:
     """Per conditioning reading: the mean over the anatomical maps ``configuration`` was given (or, given none, the
     reading's own maps of the paper configuration's Rad-CN) of the sample's adherence to them: map correlation for
-    edges and texture, Dice for the lung mask."""
+    edges and texture, Dice for the lung mask. ``batch`` readings' maps are in memory at a time."""
     samples = study.samples(configuration.name)
     first = np.flatnonzero(samples.copy == 0)
     cases = study.conditions
     if configuration.anatomical:
         donors = study.donors if configuration.anatomy == DONOR else None
-        _, given = configuration_inputs(configuration, cases, study.run_dir, study.pipe.registry, donors=donors,
-                                        seed=study.preset.seed)(range(len(cases)))  # fmt: skip
-        given = {name: maps for name, maps in given.items() if not is_gaze(name)}
+        inputs = configuration_inputs(configuration, cases, study.run_dir, study.pipe.registry, donors=donors,
+                                      seed=study.preset.seed)  # fmt: skip
     else:
         names = list(study.configuration(PAPER).anatomical)
-        given = stacked_controls(study.run_dir, [case.id for case in cases], names, study.pipe.registry)
-    table = adherence(samples.images[first], given, study.pipe.registry)
-    wanted = table[[metric == ("dice" if control_kind(control) == "mask" else "correlation")
-                    for control, metric in zip(table["control"], table["metric"], strict=True)]]  # fmt: skip
-    return wanted.groupby("image")["value"].mean().reindex(range(len(first))).to_numpy()
+
+        def inputs(rows):
+            return None, stacked_controls(study.run_dir, [cases[k].id for k in rows], names, study.pipe.registry)
+
+    means = []
+    for start in range(0, len(cases), batch):
+        rows = list(range(start, min(start + batch, len(cases))))
+        given = {name: maps for name, maps in inputs(rows)[1].items() if not is_gaze(name)}
+        table = adherence(samples.images[first[rows]], given, study.pipe.registry)
+        wanted = table[[metric == ("dice" if control_kind(control) == "mask" else "correlation")
+                        for control, metric in zip(table["control"], table["metric"], strict=True)]]  # fmt: skip
+        means.append(wanted.groupby("image")["value"].mean().reindex(range(len(rows))).to_numpy())
+    return np.concatenate(means)
 
 
 def _columns(prefix: str, estimate: Estimate) -> dict[str, float]:
