@@ -124,7 +124,7 @@ def precision_recall_density_coverage(real_features: np.ndarray, fake_features: 
 
     With :math:`B(x, r)` the ball around :math:`x` of radius its distance to its :math:`k`-th nearest neighbour in
     its own set: precision is the share of generated points inside some real ball, recall the share of real
-    points inside some generated ball, density :math:`rac{1}{kM}\sum_j \sum_i 1[Y_j \in B(X_i)]`, coverage the
+    points inside some generated ball, density :math:`\frac{1}{kM}\sum_j \sum_i 1[Y_j \in B(X_i)]`, coverage the
     share of real balls holding a generated point. Computed by ``prdc`` (``compute_prdc``), the authors' reference
     implementation, which CheXGenBench calls with k = 5; ours would only repeat it. Each set needs ``k + 2`` rows.
     """
