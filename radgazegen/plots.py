@@ -508,3 +508,23 @@ def frontier_plot(table: pd.DataFrame, privacy: str, utilities: Sequence[str]) -
     axes[0][0].legend(fontsize=7)
     figure.tight_layout()
     return figure
+
+
+def memorization_plot(distances: dict[str, np.ndarray], held_out: np.ndarray, space: str, quantile: float = 0.05
+                      ) -> plt.Figure:  # fmt: skip
+    """Each configuration's distances to the nearest training image beside the held-out real images' own (one row
+    each, one dot per image), with the held-out images' ``quantile`` dashed: samples left of it count as memorized."""
+    rows = {"held-out real": np.asarray(held_out, float), **{k: np.asarray(v, float) for k, v in distances.items()}}
+    figure, ax = plt.subplots(figsize=(6.4, 0.38 * len(rows) + 1.2))
+    rng = np.random.default_rng(0)
+    for k, values in enumerate(rows.values()):
+        y = len(rows) - 1 - k + rng.uniform(-0.15, 0.15, len(values))
+        ax.scatter(values, y, s=9, alpha=0.6, color="grey" if k == 0 else "tab:blue")
+    ax.axvline(np.quantile(rows["held-out real"], quantile), color="tab:red", linestyle="--",
+               label=f"held-out {quantile:.0%} quantile")  # fmt: skip
+    ax.set_yticks(range(len(rows))[::-1], list(rows), fontsize=8)
+    ax.set_xlabel(f"distance to the nearest training image ({space})", fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    return figure

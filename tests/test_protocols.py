@@ -303,7 +303,7 @@ def test_privacy_audit_claims_frontier_and_target(study: Study, quality: protoco
     from radgazegen.evaluation.protocols.frontier import placement_arm
     from radgazegen.evaluation.protocols.privacy import ANY, DONOR, FEATURES, PIXELS, REPORT
     from radgazegen.evaluation.results import interval_view, privacy_view, target_view
-    from radgazegen.plots import frontier_plot, privacy_cases, reidentification_plot
+    from radgazegen.plots import frontier_plot, memorization_plot, privacy_cases, reidentification_plot
 
     study.save_table("quality", quality.table())
     names = ["text", "gaze", "both", "donor", "perturbed"]
@@ -330,6 +330,8 @@ def test_privacy_audit_claims_frontier_and_target(study: Study, quality: protoco
     assert cases[0]["margin"] <= cases[1]["margin"]
     assert len(privacy_cases(cases, "donor").axes) == 2 * 4
     assert len(reidentification_plot(summary).axes) == 2
+    distances = {n: audit.rows(n, PIXELS)["nearest distance"] for n in names}
+    assert len(memorization_plot(distances, audit.held_distance[PIXELS], PIXELS).axes[0].collections) == len(names) + 1
     placement = protocols.placement_protocol(study)
     arms = {n: placement_arm(study.configuration(n), placement.arms) for n in names}
     assert arms == {"text": "text", "gaze": "gaze", "both": "both", "donor": "both", "perturbed": "perturbed"}

@@ -106,21 +106,28 @@ def condition_cases(dataset: ReflacxDataset, n: int, seed: int, split: str = "tr
 
 
 def donor_cases(dataset: ReflacxDataset, cases: Sequence[ReflacxCase], seed: int) -> list[ReflacxCase]:
-    """A donor of anatomy for each of ``cases``: another training reading, without findings where there are any.
+    """A donor of anatomy for each of ``cases``: a training reading of another patient, without findings where
+    there are any.
 
     Donors are drawn from the training readings without positive labels (all training readings when there are
-    none), in a seeded random order, reading ``k`` taking the ``k``-th donor that is not itself.
+    none), in a seeded random order, reading ``k`` taking the first from the ``k``-th on whose patient
+    (``subject_id``; REFLACX reads one image several times) is not its own.
     """
     training = [case for case in dataset if case.split == "train"]
     pool = [case for case in training if not case.positive_labels()] or training
-    if len({case.id for case in pool}) < 2:
-        raise ValueError(f"{dataset.root}: too few training readings to lend anatomy from ({len(pool)})")
     order = [pool[i] for i in np.random.default_rng(seed).permutation(len(pool))]
     donors = []
     for k, case in enumerate(cases):
-        candidates = [donor for donor in order[k % len(order) :] + order[: k % len(order)] if donor.id != case.id]
-        donors.append(candidates[0])
+        start = k % max(len(order), 1)
+        donor = next((d for d in order[start:] + order[:start] if _patient(d) != _patient(case)), None)
+        if donor is None:
+            raise ValueError(f"{dataset.root}: no training reading of another patient to lend anatomy to {case.id}")
+        donors.append(donor)
     return donors
+
+
+def _patient(case: ReflacxCase) -> str:
+    return case.subject_id or case.id
 
 
 def perturbation_seed(seed: int, reading: str) -> int:

@@ -251,9 +251,11 @@ def sample_cached(
 
     Image ``k`` has the prompt and the maps of ``controls`` that ``inputs([k])`` gives (``mode=TEXT_ONLY``: no
     controls), weighted by ``control_scales``, and the generator of seed index ``seeds[k]``
-    (:func:`case_generators`), so it does not depend on the batch it falls in. A kept image is one made with the same :func:`folder_settings` (``settings.json``) and the
-    same :func:`input_digest` of its prompt, maps and seed (``inputs.json``, written after every batch, so an
-    interrupted run resumes): other settings discard the folder's images, other inputs re-make that image.
+    (:func:`case_generators`), so it does not depend on the batch it falls in. A kept image is one made with the
+    same :func:`folder_settings` (``settings.json``) and the same :func:`input_digest` of its prompt, maps and seed
+    (``inputs.json``, written after every batch, so an interrupted run resumes): other settings discard the
+    folder's images, other inputs re-make that image. ``inputs`` is called ``batch_size`` rows at a time (twice for
+    an image still to make: once for its digest, once to sample it), so memory holds one batch's maps.
     """
     folder, names, seeds = Path(folder), list(names), [int(s) for s in seeds]
     if len(seeds) != len(names) or len(set(names)) != len(names):

@@ -93,10 +93,14 @@ class PrivacyAudit:
         self.gallery = study.train
         patient = {case.id: case.subject_id or case.id for case in study.dataset}
         self.patients = [patient[i] for i in self.gallery.ids]
-        held = [study.held_out.images]
+        in_gallery = set(self.gallery.ids)  # a data set too small for held-out splits lends training readings
+        held = [study.held_out.images[[k for k, i in enumerate(study.held_out.ids) if i not in in_gallery]]]
         if has_ground_truth(study.dataset.root):
-            held.append(study.test.images)
+            held.append(study.test.images)  # the held-out phantom: the same generator, another seed
         self.held_images = np.concatenate(held)
+        if len(self.held_images) < 3:
+            raise ValueError(f"{study.dataset.root}: the privacy audit needs at least 3 held-out real images (the "
+                             f"data set's validate / test readings), found {len(self.held_images)}")  # fmt: skip
         self.samples = {c.name: study.samples(c.name) for c in study.configurations
                         if configurations is None or c.name in configurations}  # fmt: skip
         self.gallery_embedded = {space.name: space.embed(self.gallery.images) for space in self.spaces}
