@@ -214,3 +214,26 @@ def test_export_samples_writes_chexgenbench_layout_and_labels_own_patient_contro
     assert "already exists" in capsys.readouterr().err
     assert main(["export-samples", *common, "--configuration", "nothing", "--out", str(tmp_path / "x")]) == 1
     assert "no configuration 'nothing'" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_donors_are_training_readings_of_another_patient_without_findings() -> None:
+    from types import SimpleNamespace
+
+    from radgazegen.evaluation.bank import donor_cases
+
+    def reading(id_: str, subject: str, split: str = "train", findings: tuple = ()) -> SimpleNamespace:
+        return SimpleNamespace(id=id_, subject_id=subject, split=split, positive_labels=lambda: list(findings))
+
+    readings = [reading("r1", "s1"), reading("r2", "s1"), reading("r3", "s2"), reading("r4", "s3", findings=("Mass",)),
+                reading("r5", "s4", split="test")]  # fmt: skip
+    def data(cases: list) -> object:
+        return type("Data", (), {"root": "phantom", "__iter__": lambda self: iter(cases)})()
+
+    dataset = data(readings)
+    for seed in range(5):
+        donors = donor_cases(dataset, readings[:4], seed)
+        assert [d.id for d in donors][:2] == ["r3", "r3"]  # s1's readings: only r3 is normal and of another patient
+        assert all(d.subject_id != c.subject_id and d.split == "train" and not d.positive_labels()
+                   for d, c in zip(donors, readings, strict=False))  # fmt: skip
+    with pytest.raises(ValueError, match="another patient"):
+        donor_cases(data(readings[:2]), [readings[0]], 0)  # every training reading is the patient's own

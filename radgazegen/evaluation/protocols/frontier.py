@@ -101,8 +101,8 @@ class Frontier:
                                  n_boot=boot, seed=seed)  # fmt: skip
             rows.append(_criterion(name, f"mean AUROC: (c − text) − {RETAIN:g} (paper − text)", estimate,
                                    passes=estimate.high >= 0))  # fmt: skip
-        table = pd.DataFrame(rows)
-        return table.set_index(["configuration", "criterion"]) if len(table) else table
+        columns = ["configuration", "criterion", "estimate", "low", "high", "n", "met"]
+        return pd.DataFrame(rows, columns=columns).set_index(columns[:2])
 
     def verdicts(self) -> pd.Series:
         """Per private configuration: ``met`` when every criterion is, else ``missed: <criteria>``."""
