@@ -110,18 +110,22 @@ def placement_view(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def privacy_view(summary: pd.DataFrame, role: str = "any") -> pd.DataFrame:
-    """The privacy audit as text, configuration x space: re-identified top-1 and top-5, memorized share [95% interval],
-    against chance and the held-out images' own share, for the contributors of ``role``."""
+    """The privacy audit as text, one row per configuration: its chance of a top-1 hit, then per space the shares
+    re-identified at top-1 and top-5 and memorized [95% interval] (the held-out images' own share in the column's
+    name), for the contributors of ``role``."""
     long = summary.reset_index()
     long = long[long["role"] == role]
-    text = []
-    for _, row in long.iterrows():
-        text.append(f"top-1 {_interval(row, 'top-1')} (chance {_cell(row['chance top-1'])}); "
-                    f"top-5 {_interval(row, 'top-5')}; memorized {_interval(row, 'memorized')} "
-                    f"(held-out {_cell(row['held-out share'])})")  # fmt: skip
-    long = long.assign(text=text)
-    shown = long.pivot(index="configuration", columns="space", values="text")
-    return shown.reindex(list(dict.fromkeys(long["configuration"])))[list(dict.fromkeys(long["space"]))]
+    names = list(dict.fromkeys(long["configuration"]))
+    columns: dict[str, list[str]] = {}
+    for space, rows in long.groupby("space", sort=False):
+        rows = rows.set_index("configuration").reindex(names)
+        if not columns:
+            columns["chance top-1"] = [_cell(v) for v in rows["chance top-1"]]
+        held = rows["held-out share"].dropna()
+        for metric in ("top-1", "top-5", "memorized"):
+            label = f"{space}: {metric}" + (f" (held-out {_cell(held.iloc[0])})" if metric == "memorized" and len(held) else "")
+            columns[label] = [_interval(row, metric) for _, row in rows.iterrows()]
+    return pd.DataFrame(columns, index=pd.Index(names, name="configuration"))
 
 
 def interval_view(table: pd.DataFrame) -> pd.DataFrame:
