@@ -80,19 +80,20 @@ def test_adherence_beside_scores_each_model_on_the_same_readings(study: Study) -
 
 def test_the_hva_control_names_the_gaze_configurations(study: Study) -> None:
     found = {c.name: c for c in bank.configurations(study.pipe, hva="gaze_findings")}
-    assert list(found) == ["text", "rad", "gaze", "both"]
+    assert list(found) == ["text", "rad", "gaze", "both", "donor", "perturbed"]
     assert found["rad"].controls == ("canny",) and found["both"].controls == ("canny", "gaze_findings")
+    assert found["donor"].controls == found["perturbed"].controls == ("canny", "gaze_findings")
     assert "findings" in found["gaze"].label
     assert bank.configurations(study.pipe)[2].controls == ("gaze",)
     with pytest.raises(ValueError, match="gaze control"):
         bank.configurations(study.pipe, hva="canny")
     from radgazegen.evaluation.placement import placement_arms
 
-    assert [a.name for a in placement_arms(study.pipe)] == ["text", "rad", "gaze", "both", "gaze_findings",
-                                                            "both_findings"]  # fmt: skip
+    assert [a.name for a in placement_arms(study.pipe)] == ["text", "rad", "gaze", "both", "perturbed", "gaze_findings",
+                                                            "both_findings", "perturbed_findings"]  # fmt: skip
     arms = placement_arms(study.pipe, gaze=["gaze_findings"])
-    assert [a.name for a in arms] == ["text", "rad", "gaze_findings", "both_findings"]
-    assert arms[-1].controls == ("canny", "gaze_findings")
+    assert [a.name for a in arms] == ["text", "rad", "gaze_findings", "both_findings", "perturbed_findings"]
+    assert arms[-2].controls == arms[-1].controls == ("canny", "gaze_findings")
     with pytest.raises(ValueError, match="no ControlNet for gaze control"):
         placement_arms(study.pipe, rad=["canny"], gaze=["lungs"])
 

@@ -264,7 +264,7 @@ def sample_cached(
     controls = [] if mode == TEXT_ONLY else list(controls)
     settings = folder_settings(pipe, mode, controls, steps=steps, guidance_scale=guidance_scale,
                                guidance_interval=guidance_interval, seed=seed, control_scales=control_scales)  # fmt: skip
-    made = _start_folder(folder, settings)
+    made, unwritten = _start_folder(folder, settings)
     digests = []
     for start in range(0, len(names), batch_size):
         rows = list(range(start, min(start + batch_size, len(names))))
@@ -278,6 +278,9 @@ def sample_cached(
         images = pipe(prompts, maps, mode=None if mode == TEXT_ONLY else mode, control_scales=control_scales,
                       num_inference_steps=steps, guidance_scale=guidance_scale, guidance_interval=guidance_interval,
                       generator=case_generators(seed, [seeds[k] for k in rows]), progress=False).images  # fmt: skip
+        if unwritten:  # only once the first images exist: a call that fails before them writes nothing
+            write_json_atomic(folder / SETTINGS_FILE, settings)
+            unwritten = False
         for k, image in zip(rows, images, strict=True):
             save_png16(folder / f"{names[k]}.png", image)
             made[names[k]] = digests[k]
@@ -287,27 +290,27 @@ def sample_cached(
     return np.stack([load_image(folder / f"{name}.png", require_contrast=False)[0] for name in names]).astype(np.float32)
 
 
-def _start_folder(folder: Path, settings: dict) -> dict[str, str]:
-    """The digests of the images ``folder`` holds for ``settings``; a folder made otherwise (or of unknown making)
-    loses its images and digests first."""
-    path = folder / SETTINGS_FILE
+def _start_folder(folder: Path, settings: dict) -> tuple[dict[str, str], bool]:
+    """The digests of the images ``folder`` holds for ``settings``, and whether ``settings.json`` is still to be
+    written; a folder made otherwise (or of unknown making) loses its images and digests first."""
+    path, made_path = folder / SETTINGS_FILE, folder / INPUTS_FILE
     try:
         same = json.loads(path.read_text()) == settings
     except (OSError, ValueError):
         same = False
-    made_path = folder / INPUTS_FILE
     if same and made_path.is_file():
         try:
             made = json.loads(made_path.read_text())
             if isinstance(made, dict):
-                return {str(k): str(v) for k, v in made.items()}
+                return {str(k): str(v) for k, v in made.items()}, False
         except ValueError:
             pass
-    for stale in folder.glob("*.png"):
-        stale.unlink()
-    made_path.unlink(missing_ok=True)
-    write_json_atomic(path, settings)
-    return {}
+    if folder.is_dir():
+        for stale in folder.glob("*.png"):
+            stale.unlink()
+        made_path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+    return {}, True
 
 
 def _checked_inputs(inputs: SampleInputs, rows: Sequence[int], controls: Sequence[str]):
