@@ -492,9 +492,13 @@ def privacy_cases(cases: Sequence[dict], title: str, size: float = 1.6) -> plt.F
 def frontier_plot(table: pd.DataFrame, privacy: str, utilities: Sequence[str]) -> plt.Figure:
     """One panel per utility measure: each configuration (a point, both intervals) at its re-identification rate."""
     utilities = [u for u in utilities if u in table.columns and table[u].notna().any()]
-    figure, axes = plt.subplots(1, len(utilities), figsize=(3.3 * len(utilities), 3.4), squeeze=False)
+    columns = min(3, len(utilities))
+    rows = -(-len(utilities) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.3 * rows), squeeze=False)
+    for ax in axes.ravel()[len(utilities):]:
+        figure.delaxes(ax)
     colours = plt.get_cmap("tab10")
-    for ax, utility in zip(axes[0], utilities, strict=True):
+    for ax, utility in zip(axes.ravel(), utilities, strict=False):
         for k, (name, row) in enumerate(table.iterrows()):
             x, y = row[privacy], row[utility]
             if not (np.isfinite(x) and np.isfinite(y)):
