@@ -80,6 +80,11 @@ def _load_raster(path: Path) -> np.ndarray:
         raise DataFormatError(path, f"not a readable image ({err})") from None
 
 
+def grey_levels8(images: np.ndarray) -> np.ndarray:
+    """Images in [0, 1] (values outside are clipped) as 8-bit grey levels ``round(255 x)``, ``uint8``, any shape."""
+    return np.round(np.clip(np.asarray(images, np.float64), 0.0, 1.0) * 255).astype(np.uint8)
+
+
 def save_png16(path: str | Path, image: np.ndarray) -> None:
     """Save a [0, 1] float image as a 16-bit grey PNG, atomically."""
     array = np.asarray(image, dtype=np.float64)

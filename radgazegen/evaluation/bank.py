@@ -135,6 +135,14 @@ def perturbation_seed(seed: int, reading: str) -> int:
     return zlib.crc32(f"{seed}:{reading}".encode())
 
 
+def perturbed_anatomy(maps: dict[str, np.ndarray], readings: Sequence[str], seed: int) -> dict[str, np.ndarray]:
+    """Stacked anatomical maps ``{control: (n, S, S)}``, row ``i`` deformed as reading ``readings[i]``'s
+    (:func:`~radgazegen.controls.perturb.perturb_maps` with :func:`perturbation_seed`)."""
+    moved = [perturb_maps({c: values[i] for c, values in maps.items()}, perturbation_seed(seed, reading))
+             for i, reading in enumerate(readings)]  # fmt: skip
+    return {c: np.stack([m[c] for m in moved]) for c in maps}
+
+
 def configuration_inputs(
     configuration: Configuration,
     cases: Sequence[ReflacxCase],
@@ -159,9 +167,7 @@ def configuration_inputs(
             lenders = [donors[k] for k in rows] if configuration.anatomy == DONOR else chosen
             anatomy = stacked_controls(run_dir, [c.id for c in lenders], anatomical, registry)
             if configuration.anatomy == PERTURBED:
-                moved = [perturb_maps({c: anatomy[c][i] for c in anatomical}, perturbation_seed(seed, case.id))
-                         for i, case in enumerate(chosen)]  # fmt: skip
-                anatomy = {c: np.stack([m[c] for m in moved]) for c in anatomical}
+                anatomy = perturbed_anatomy(anatomy, [case.id for case in chosen], seed)
             maps |= anatomy
         return [case.transcription() for case in chosen], maps
 

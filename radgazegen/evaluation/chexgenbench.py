@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from PIL import Image
 
+from radgazegen.data.images import grey_levels8
 from radgazegen.evaluation.bank import Samples
 from radgazegen.io import atomic_dir
 
@@ -41,8 +41,7 @@ def export_samples(samples: Samples, prompts: Mapping[str, str], out: str | Path
     with atomic_dir(out) as staging:
         for image, reading, copy in zip(samples.images, samples.ids, samples.copy, strict=True):
             name = f"{reading}.png" if copy == 0 else f"{reading}_{int(copy)}.png"
-            grey = np.round(np.clip(np.asarray(image, np.float64), 0, 1) * 255).astype(np.uint8)
-            Image.fromarray(grey).save(staging / name, format="PNG")
+            Image.fromarray(grey_levels8(image)).save(staging / name, format="PNG")
             rows.append((prompts[reading], name, reading, int(copy), configuration.name, configuration.anatomy,
                          configuration.uses_own_image))  # fmt: skip
         pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(staging / PROMPTS_FILE, index=False)

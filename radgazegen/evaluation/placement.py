@@ -44,12 +44,11 @@ from tqdm.auto import tqdm
 
 from radgazegen.controls.extract import case_controls
 from radgazegen.controls.hypotheses import gaze_region
-from radgazegen.controls.perturb import perturb_maps
 from radgazegen.controls.registry import ControlRegistry, is_gaze, is_texture
 from radgazegen.data.reflacx import ReflacxCase
 from radgazegen.data.reports import strip_locations
 from radgazegen.evaluation.adherence import gaze_adherence
-from radgazegen.evaluation.bank import DONOR, PERTURBED, Configuration, perturbation_seed
+from radgazegen.evaluation.bank import DONOR, PERTURBED, Configuration, perturbed_anatomy
 from radgazegen.evaluation.claims import HIGHER, LOWER, Claim
 from radgazegen.evaluation.stats import Estimate, bootstrap
 from radgazegen.models.pipeline import RadGazeGenPipeline
@@ -239,16 +238,14 @@ def sample_arm(
 ) -> np.ndarray:
     """``arm``'s images for every reading under gaze move ``how``, cached as ``folder/<id>.png`` by
     :func:`~radgazegen.models.sampling.sample_cached` (reading ``k`` seeded ``k``). Anatomy is the donor's, deformed
-    per reading (:func:`~radgazegen.evaluation.bank.perturbation_seed`) for arms with ``anatomy="perturbed"``."""
+    per reading (:func:`~radgazegen.evaluation.bank.perturbed_anatomy`) for arms with ``anatomy="perturbed"``."""
 
     def inputs(rows: Sequence[int]) -> tuple[list[str], dict[str, np.ndarray]]:
         rows = np.asarray(rows, int)
         maps = {name: move(cohort.gaze[name][rows], how, cohort.shifts[rows]) for name in arm.controls if is_gaze(name)}
         anatomy = {name: cohort.anatomy[name][rows] for name in arm.anatomical}
         if anatomy and arm.anatomy == PERTURBED:
-            moved = [perturb_maps({c: anatomy[c][i] for c in anatomy}, perturbation_seed(seed, cohort.ids[k]))
-                     for i, k in enumerate(rows)]  # fmt: skip
-            anatomy = {c: np.stack([m[c] for m in moved]) for c in anatomy}
+            anatomy = perturbed_anatomy(anatomy, [cohort.ids[k] for k in rows], seed)
         return [cohort.prompts[k] for k in rows], maps | anatomy
 
     return sample_cached(pipe, folder, cohort.ids, inputs, mode=arm.mode, controls=arm.controls,

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from radgazegen.data.images import grey_levels8
 from radgazegen.errors import MissingWeightsError
 from radgazegen.evaluation.stats import auroc
 
@@ -328,7 +329,7 @@ class RadDinoFeatures:
         array = np.asarray(images, np.float64)
         if array.ndim != 3 or not np.isfinite(array).all():
             raise ValueError(f"images must be (n, H, W) with finite values, got shape {array.shape}")
-        pixels = torch.from_numpy(np.round(np.clip(array, 0, 1) * 255).astype(np.uint8))[:, None].repeat(1, 3, 1, 1)
+        pixels = torch.from_numpy(grey_levels8(array))[:, None].repeat(1, 3, 1, 1)
         parts = []
         for start in range(0, len(pixels), self.batch_size):
             inputs = self.processor(images=list(pixels[start : start + self.batch_size]), return_tensors="pt")
@@ -356,7 +357,7 @@ def clip_score(images: np.ndarray, prompts: Sequence[str], clip_dir: str | Path,
     if len(prompts) != len(array):
         raise ValueError(f"{len(array)} images but {len(prompts)} prompts")
     model, processor = _load_clip(Path(clip_dir))
-    pixels = torch.from_numpy(np.round(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8))[:, None].repeat(1, 3, 1, 1)
+    pixels = torch.from_numpy(grey_levels8(array))[:, None].repeat(1, 3, 1, 1)
     max_length = model.config.text_config.max_position_embeddings
     scores = []
     with torch.no_grad():

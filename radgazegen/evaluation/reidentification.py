@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from radgazegen.data.images import grey_levels8
 from radgazegen.errors import DataFormatError, MissingWeightsError
 from radgazegen.evaluation.densenet import load_state, read_state_dict
 
@@ -130,7 +131,7 @@ class SiameseReidentifier:
         array = np.asarray(images, np.float64)
         if array.ndim != 3 or not np.isfinite(array).all() or array.min(initial=0) < 0 or array.max(initial=0) > 1:
             raise ValueError(f"images must be (n, H, W) with finite values in [0, 1], got shape {array.shape}")
-        x = torch.from_numpy(np.round(array * 255) / 255).float()[:, None]
+        x = torch.from_numpy(grey_levels8(array) / 255).float()[:, None]
         x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True)
         return x.clamp(0, 1).repeat(1, self.network.model.conv1.in_channels, 1, 1)
 

@@ -27,6 +27,10 @@ class Estimate:
     def __str__(self) -> str:
         return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
+    def columns(self, prefix: str) -> dict[str, float]:
+        """The table columns ``<prefix>``, ``<prefix> low`` and ``<prefix> high`` (as the results page reads them)."""
+        return {prefix: self.value, f"{prefix} low": self.low, f"{prefix} high": self.high}
+
 
 def bootstrap(
     statistic: Callable[..., float],

@@ -25,6 +25,7 @@ import torch
 from diffusers import ControlNetModel
 
 from radgazegen.controls.registry import ControlInputs, ControlRegistry, ControlSettings, raw_controls
+from radgazegen.data.images import grey_levels8
 from radgazegen.errors import MissingWeightsError, loading
 from radgazegen.models.pipeline import PAPER_NEGATIVE_PROMPT, PAPER_SCALES, RadGazeGenPipeline
 
@@ -106,7 +107,7 @@ def release_controls(inputs: ControlInputs, size: int = SIZE) -> dict[str, np.nd
     project's (:func:`~radgazegen.controls.registry.raw_controls` at ``size``), each min-max scaled to an 8-bit
     image as a PNG holds it. Every image then goes through :func:`control_image`.
     """
-    grey = np.round(np.clip(np.asarray(inputs.image, dtype=np.float64), 0, 1) * 255).astype(np.uint8)
+    grey = grey_levels8(inputs.image)
     found = {"canny": cv2.Canny(cv2.resize(grey, (size, size)), *CANNY_THRESHOLDS)}
     maps = raw_controls(["sobel", "log", "lungs", "gaze"], inputs, ControlSettings(size=size))
     for name, values in maps.items():

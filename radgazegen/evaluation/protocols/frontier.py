@@ -128,7 +128,7 @@ def privacy_frontier(study: Study, audit: PrivacyAudit, placement: Placement, *,
     """
     from radgazegen.evaluation.protocols.longtail import balanced_accuracy_estimate
 
-    quality = read_table(study.run_dir, "quality")
+    quality, privacy = read_table(study.run_dir, "quality"), audit.summary()
     boot, seed = study.settings.bootstrap, study.preset.seed
     names = [n for n in audit.samples if configurations is None or n in configurations]
     rows, predictions = {}, {}
@@ -136,23 +136,22 @@ def privacy_frontier(study: Study, audit: PrivacyAudit, placement: Placement, *,
         configuration = study.configuration(name)
         row: dict[str, float | str] = {"label": configuration.label, "anatomy": _anatomy(configuration)}
         for space in audit.spaces:
-            rows_any = audit.rows(name, space.name, ANY)
+            audited = privacy.loc[(name, space.name, ANY)]
             for metric in (TOP1, "memorized"):
-                row |= _columns(f"{metric} ({space.name})", bootstrap(np.mean, rows_any[metric].to_numpy(), n_boot=boot,
-                                                                      seed=seed))  # fmt: skip
+                row |= {f"{metric} ({space.name}){end}": audited[f"{metric}{end}"] for end in ("", " low", " high")}
         for column in ("FRD", "FID (CXR)"):
             if name in quality.index and column in quality.columns:
                 row |= {f"{column}{end}": quality.loc[name, f"{column}{end}"] for end in ("", " low", " high")}
-        row |= _columns("anatomy adherence", bootstrap(np.mean, anatomy_adherence(study, configuration), n_boot=boot,
-                                                       seed=seed))  # fmt: skip
+        row |= bootstrap(np.mean, anatomy_adherence(study, configuration), n_boot=boot,
+                         seed=seed).columns("anatomy adherence")  # fmt: skip
         arm = placement_arm(configuration, placement.arms)
         if arm is not None:
             hits = per_reading(placement.table, arm, "hit").to_numpy()
-            row |= _columns("hit rate", bootstrap(np.mean, hits, n_boot=boot, seed=seed))
+            row |= bootstrap(np.mean, hits, n_boot=boot, seed=seed).columns("hit rate")
         predictions[name] = augmented_classifier(study, name).predict(study.test.images)
-        row |= _columns("mean AUROC", bootstrap(mean_auroc, study.test.labels, predictions[name], n_boot=boot, seed=seed))
+        row |= bootstrap(mean_auroc, study.test.labels, predictions[name], n_boot=boot, seed=seed).columns("mean AUROC")
         if longtail:
-            row |= _columns("balanced accuracy", balanced_accuracy_estimate(study, name))
+            row |= balanced_accuracy_estimate(study, name).columns("balanced accuracy")
         rows[name] = row
     return Frontier(study, audit, placement, pd.DataFrame.from_dict(rows, orient="index").rename_axis("configuration"),
                     predictions)  # fmt: skip
@@ -190,7 +189,3 @@ def anatomy_adherence(study: Study, configuration: Configuration, *, batch: int 
                         for control, metric in zip(table["control"], table["metric"], strict=True)]]  # fmt: skip
         means.append(wanted.groupby("image")["value"].mean().reindex(range(len(rows))).to_numpy())
     return np.concatenate(means)
-
-
-def _columns(prefix: str, estimate: Estimate) -> dict[str, float]:
-    return {prefix: estimate.value, f"{prefix} low": estimate.low, f"{prefix} high": estimate.high}

@@ -143,13 +143,15 @@ class PrivacyAudit:
         """Per configuration, space and role: re-identification top-1 / top-5 and their chance, the memorized share
         and the held-out images' own share, the median source margin; 95% bootstrap intervals over readings."""
         boot, seed = self.study.settings.bootstrap, self.study.preset.seed
+        held = {space.name: bootstrap(np.mean, self.held_out_share(space.name), n_boot=boot, seed=seed)
+                for space in self.spaces}  # fmt: skip
         records = []
         for (name, space, role), rows in self.scores.groupby(["configuration", "space", "role"], sort=False):
             record: dict[str, object] = {"configuration": name, "space": space, "role": role, "readings": len(rows)}
             for metric in (TOP1, TOPK, "memorized"):
-                record |= _columns(metric, bootstrap(np.mean, rows[metric].to_numpy(), n_boot=boot, seed=seed))
+                record |= bootstrap(np.mean, rows[metric].to_numpy(), n_boot=boot, seed=seed).columns(metric)
             record |= {f"chance {TOP1}": rows[f"chance {TOP1}"].mean(), f"chance {TOPK}": rows[f"chance {TOPK}"].mean()}
-            record |= _columns("held-out share", bootstrap(np.mean, self.held_out_share(space), n_boot=boot, seed=seed))
+            record |= held[space].columns("held-out share")
             record["median margin"] = float(np.nanmedian(rows["margin"]))
             records.append(record)
         return pd.DataFrame(records).set_index(["configuration", "space", "role"])
@@ -211,7 +213,3 @@ class PrivacyAudit:
                     panel["contributors"][role] = self.gallery.images[self.gallery.ids.index(reading)]
             found.append(panel)
         return found
-
-
-def _columns(prefix: str, estimate: Estimate) -> dict[str, float]:
-    return {prefix: estimate.value, f"{prefix} low": estimate.low, f"{prefix} high": estimate.high}

@@ -11,15 +11,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from radgazegen.data.images import grey_levels8
 from radgazegen.evaluation import frd, quality
 from radgazegen.evaluation.claims import HIGHER, LOWER, Claim
 from radgazegen.evaluation.protocols.truth import REAL
 from radgazegen.evaluation.stats import Estimate, bootstrap, half_sample
 from radgazegen.evaluation.study import Study
-
-
-def _estimate_columns(prefix: str, estimate: Estimate) -> dict[str, float]:
-    return {prefix: estimate.value, f"{prefix} low": estimate.low, f"{prefix} high": estimate.high}
 
 
 SET_DISTANCES = ("FRD", "FRD (CheXGenBench)", "FRD (torch, Original)", "FID (CXR)", "FID (Inception)", "FID (RAD-DINO)")
@@ -34,7 +31,7 @@ PRDC_K = 5
 
 def eight_bit(images: np.ndarray) -> np.ndarray:
     """Images in [0, 1] as CheXGenBench reads its PNG / JPEG files: rounded to 8-bit grey levels."""
-    return np.round(np.clip(images, 0, 1) * 255) / 255
+    return grey_levels8(images) / 255
 
 
 @dataclass
@@ -171,7 +168,7 @@ class QualityEvaluation:
             row: dict[str, object] = {"label": found.label, "images": len(found.images)}
             for column in SET_DISTANCES:
                 if column in found.rows or column in self.reference_zscores:
-                    row |= _estimate_columns(column, self._distance_estimate(column, name))
+                    row |= self._distance_estimate(column, name).columns(column)
             features = found.rows["FID (CXR)"]
             size = len(features) // 2
             if size >= 2:
@@ -183,16 +180,16 @@ class QualityEvaluation:
                     row[f"KID ({network})"], row[f"KID ({network}) std"] = quality.kernel_inception_distance(
                         real, fake, subset_size=min(len(real), len(fake)), subsets=100, seed=seed)  # fmt: skip
             for metric in PRDC:
-                row |= _estimate_columns(f"{metric} ({self.prdc_network})", self._prdc_estimate(metric, name))
+                row |= self._prdc_estimate(metric, name).columns(f"{metric} ({self.prdc_network})")
             if found.diversity is not None:
-                row |= _estimate_columns("MS-SSIM", bootstrap(np.mean, found.diversity, n_boot=settings.bootstrap))
+                row |= bootstrap(np.mean, found.diversity, n_boot=settings.bootstrap).columns("MS-SSIM")
             if found.paired_ssim is not None:
-                row |= _estimate_columns("SSIM to real", bootstrap(np.mean, found.paired_ssim, n_boot=settings.bootstrap))
-            row |= _estimate_columns("agreement AUROC", bootstrap(quality.finding_agreement, found.prompted,
-                                                                  found.predicted, n_boot=settings.bootstrap))  # fmt: skip
+                row |= bootstrap(np.mean, found.paired_ssim, n_boot=settings.bootstrap).columns("SSIM to real")
+            row |= bootstrap(quality.finding_agreement, found.prompted, found.predicted,
+                             n_boot=settings.bootstrap).columns("agreement AUROC")  # fmt: skip
             if self.clip_dir:
                 scores = quality.clip_score(found.images, found.prompts, self.clip_dir)
-                row |= _estimate_columns("CLIP score", bootstrap(np.mean, scores, n_boot=settings.bootstrap))
+                row |= bootstrap(np.mean, scores, n_boot=settings.bootstrap).columns("CLIP score")
             rows[name] = row
         return pd.DataFrame.from_dict(rows, orient="index")
 
